@@ -1,0 +1,149 @@
+// Package harness is what the VM integration tests use to drive a real Docker engine: start it
+// in one of the test set-ups, run docker commands, import a busybox image, install the plugin.
+//
+// It wraps the guest script dmsize-engine (integration/vm/guest), so the tests, `make demo` and
+// the Vagrant box share one implementation of every set-up. It only works as root inside a test
+// VM; the tests that use it are built with the vmtest tag.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Setup names an engine set-up of dmsize-engine. Empty fields take the script's defaults.
+type Setup struct {
+	Kind     string // "loop-lvm" (default), "direct-lvm" or "containerd-devmapper"
+	FS       string // "xfs" (default) or "ext4"
+	DataSize string // loop-lvm and containerd-devmapper: sparse data file size
+	MetaSize string // loop-lvm and containerd-devmapper: sparse metadata file size
+	BaseSize string // dm.basesize / base_image_size
+	VGSize   string // direct-lvm: volume group smaller than the spare disk
+}
+
+func (s Setup) args() []string {
+	var a []string
+	for _, kv := range [][2]string{
+		{"--setup", s.Kind}, {"--fs", s.FS}, {"--data-size", s.DataSize},
+		{"--meta-size", s.MetaSize}, {"--base-size", s.BaseSize}, {"--vg-size", s.VGSize},
+	} {
+		if kv[1] != "" {
+			a = append(a, kv[0], kv[1])
+		}
+	}
+	return a
+}
+
+// Engine is a running Docker engine in the test VM.
+type Engine struct {
+	t     testing.TB
+	Setup Setup
+}
+
+// Payload is the directory the VM runner copied in: plugin, guest scripts, test binaries.
+func Payload() string {
+	if p := os.Getenv("DMSIZE_PAYLOAD"); p != "" {
+		return p
+	}
+	return "/payload"
+}
+
+// PluginDir is the managed plugin directory (config.json + rootfs) built by `make plugin`.
+func PluginDir() string { return filepath.Join(Payload(), "plugin") }
+
+// StartEngine wipes whatever engine state a previous test left and starts a fresh engine. The
+// engine is reset when the test ends; if the test failed, the daemon's log tail is attached.
+func StartEngine(t testing.TB, s Setup) *Engine {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("VM integration tests run as root inside the test VM (make test)")
+	}
+	MustRun(t, "dmsize-engine", "reset")
+	MustRun(t, append([]string{"dmsize-engine", "start"}, s.args()...)...)
+	e := &Engine{t: t, Setup: s}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, f := range []string{"dockerd.log", "containerd.log"} {
+				// The daemons' own gRPC chatter says nothing about a failure.
+				sh := "grep -v -e module=grpc -e 'loading plugin' /var/log/dmsize-engine/" + f + " | tail -n 40"
+				if out, err := exec.Command("sh", "-c", sh).Output(); err == nil && len(out) > 0 {
+					t.Logf("--- tail of %s:\n%s", f, out)
+				}
+			}
+		}
+		if out, err := Run("dmsize-engine", "reset"); err != nil {
+			t.Errorf("resetting the engine: %v\n%s", err, out)
+		}
+	})
+	return e
+}
+
+// Docker runs the docker CLI and returns its trimmed output; a failure fails the test.
+func (e *Engine) Docker(args ...string) string {
+	e.t.Helper()
+	return MustRun(e.t, append([]string{"docker"}, args...)...)
+}
+
+// TryDocker runs the docker CLI and returns its output and error, for expected failures.
+func (e *Engine) TryDocker(args ...string) (string, error) {
+	return Run(append([]string{"docker"}, args...)...)
+}
+
+// Restart stops dockerd and starts it again with the same set-up; pools and devices persist.
+func (e *Engine) Restart() { e.t.Helper(); MustRun(e.t, "dmsize-engine", "restart") }
+
+// ImportBusybox imports busybox:latest from the guest's static busybox.
+func (e *Engine) ImportBusybox() { e.t.Helper(); MustRun(e.t, "dmsize-engine", "busybox") }
+
+// InstallPlugin creates the managed plugin NAME from dir and enables it.
+func (e *Engine) InstallPlugin(dir, name string) {
+	e.t.Helper()
+	MustRun(e.t, "dmsize-engine", "plugin", dir, name)
+}
+
+// DriverStatus is `docker info`'s storage driver status as a map ("Pool Name" -> "...").
+func (e *Engine) DriverStatus() map[string]string {
+	e.t.Helper()
+	var pairs [][2]string
+	if err := json.Unmarshal([]byte(e.Docker("info", "--format", "{{json .DriverStatus}}")), &pairs); err != nil {
+		e.t.Fatalf("docker info DriverStatus: %v", err)
+	}
+	m := make(map[string]string, len(pairs))
+	for _, p := range pairs {
+		m[p[0]] = p[1]
+	}
+	return m
+}
+
+// Run runs a command with a 10-minute limit and returns its trimmed combined output.
+func Run(argv ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	err := cmd.Run()
+	out := strings.TrimSpace(buf.String())
+	if err != nil {
+		return out, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+	}
+	return out, nil
+}
+
+// MustRun is Run that fails the test on error, with the command's output.
+func MustRun(t testing.TB, argv ...string) string {
+	t.Helper()
+	out, err := Run(argv...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	return out
+}

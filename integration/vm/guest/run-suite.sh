@@ -1,0 +1,33 @@
+#!/bin/bash
+# Runs every test binary in the payload's tests/ directory, verbosely, one after the other, and
+# ends with one summary line "vm-PROFILE: N passed, N failed, N skipped". A skipped test fails
+# the suite: in the VM every test has what it needs, so a skip means something is missing.
+# DMSIZE_RUN (a go test -run pattern) narrows the run.
+set -uo pipefail
+payload=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
+export DMSIZE_PAYLOAD=$payload PATH="$payload/guest:$PATH"
+# shellcheck source=/dev/null
+[ -f "$payload/env" ] && set -a && . "$payload/env" && set +a
+profile=$(cat "$payload/profile" 2>/dev/null || echo vm)
+mkdir -p "$payload/out"
+pass=0 fail=0 skip=0 broken=0
+for bin in "$payload"/tests/*.test; do
+	[ -x "$bin" ] || continue
+	name=$(basename "$bin" .test)
+	echo "=== binary $name"
+	args=(-test.v -test.timeout "${DMSIZE_TEST_TIMEOUT:-45m}")
+	[ -n "${DMSIZE_RUN:-}" ] && args+=(-test.run "$DMSIZE_RUN")
+	[ -n "${DMSIZE_BENCH:-}" ] && args+=(-test.bench "$DMSIZE_BENCH" -test.benchtime "${DMSIZE_BENCHTIME:-1x}")
+	start=$SECONDS
+	(cd "$payload/tests" && "$bin" "${args[@]}") 2>&1 | tee "$payload/out/$name.log"
+	rc=${PIPESTATUS[0]}
+	p=$(grep -c '^--- PASS' "$payload/out/$name.log")
+	f=$(grep -c '^--- FAIL' "$payload/out/$name.log")
+	s=$(grep -c '^--- SKIP' "$payload/out/$name.log")
+	pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
+	echo "=== binary $name: exit $rc, $p passed, $f failed, $s skipped in $((SECONDS - start))s"
+	if [ "$rc" != 0 ] && [ "$f" = 0 ]; then broken=$((broken + 1)); fi
+done
+[ $((pass + fail + skip)) -gt 0 ] || { echo "vm-$profile: no tests ran"; exit 1; }
+echo "vm-$profile: $pass passed, $((fail + broken)) failed, $skip skipped"
+[ $fail = 0 ] && [ $broken = 0 ] && [ $skip = 0 ]
