@@ -1,7 +1,7 @@
 # dmsize. `make demo` and `make test` are the two commands that matter; see README.md.
 SHELL := /bin/bash
 GO ?= go
-BUILD := build
+BUILD ?= build
 VM := integration/vm
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
@@ -14,7 +14,8 @@ VM_TIMEOUT ?= 2700
 
 export CGO_ENABLED := 0
 
-.PHONY: all test unit vm-test deps plugin demo images clean $(addprefix vm-test-,$(PROFILES)) $(addprefix image-,$(PROFILES))
+.PHONY: all test unit vm-test deps plugin demo clean distclean \
+	$(addprefix vm-test-,$(PROFILES)) $(addprefix image-,$(PROFILES)) $(addprefix payload-,$(PROFILES))
 
 all: plugin
 
@@ -42,30 +43,34 @@ vm-test: $(addprefix vm-test-,$(PROFILES))
 $(addprefix image-,$(PROFILES)): image-%: deps
 	@$(VM)/build-image.sh $* >/dev/null
 
-# payload-PROFILE-RUN: what the VM gets on /payload; RUN is the guest script it runs.
+# The payload of a profile: what the VM gets on /payload (guest scripts, plugin, test binaries).
+# $(call payload,DIR,PROFILE,RUN,TEST_PACKAGES): ./run is the guest script the VM runs
+# (run-suite.sh, or demo.sh for the demo).
 define payload
-	rm -rf $(BUILD)/payload-$(1)
-	mkdir -p $(BUILD)/payload-$(1)/tests
-	cp -r $(VM)/guest $(BUILD)/payload-$(1)/guest
-	cp -r $(BUILD)/plugin $(BUILD)/payload-$(1)/plugin
-	echo $(1) > $(BUILD)/payload-$(1)/profile
-	ln -s guest/$(2) $(BUILD)/payload-$(1)/run
+	rm -rf $(1)
+	mkdir -p $(1)/tests
+	cp -r $(VM)/guest $(1)/guest
+	cp -r $(BUILD)/plugin $(1)/plugin
+	echo $(2) > $(1)/profile
+	echo "DMSIZE_RUN=$(DMSIZE_RUN)" > $(1)/env
+	ln -s guest/$(3) $(1)/run
+	for pkg in $(4); do \
+		$(GO) test -c -tags vmtest -o $(1)/tests/$$(basename $$pkg).test $$pkg || exit 1; \
+	done
 endef
 
+## payload-PROFILE: build/payload-PROFILE, also what the Vagrant box runs (see Vagrantfile)
+$(addprefix payload-,$(PROFILES)): payload-%: plugin
+	$(call payload,$(BUILD)/payload-$*,$*,run-suite.sh,$(VM_TESTS_$*))
+
 ## vm-test-PROFILE: the VM suite of one profile (DMSIZE_RUN=pattern narrows it)
-$(addprefix vm-test-,$(PROFILES)): vm-test-%: deps plugin image-%
-	$(call payload,$*,run-suite.sh)
-	@for pkg in $(VM_TESTS_$*); do \
-		echo "compiling $$pkg for the VM"; \
-		$(GO) test -c -tags vmtest -o $(BUILD)/payload-$*/tests/$$(basename $$pkg).test $$pkg || exit 1; \
-	done
-	@echo "DMSIZE_RUN=$(DMSIZE_RUN)" > $(BUILD)/payload-$*/env
+$(addprefix vm-test-,$(PROFILES)): vm-test-%: deps payload-% image-%
 	$(VM)/run.sh --profile $* --payload $(BUILD)/payload-$* --timeout $(VM_TIMEOUT) --out $(BUILD)/vm-run/$*
 
 ## demo: boot the VM, install the plugin, show a container's root filesystem size
 demo: deps plugin image-bookworm
-	$(call payload,bookworm,demo.sh)
-	@$(VM)/run.sh --profile bookworm --payload $(BUILD)/payload-bookworm --timeout 900 --out $(BUILD)/vm-run/demo
+	@$(call payload,$(BUILD)/payload-demo,bookworm,demo.sh,)
+	@$(VM)/run.sh --profile bookworm --payload $(BUILD)/payload-demo --timeout 900 --out $(BUILD)/vm-run/demo
 
 clean:
 	rm -rf $(BUILD)
