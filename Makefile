@@ -7,14 +7,17 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 # Test VM profiles and the test packages each one runs.
 PROFILES := bookworm trixie
-VM_TESTS_bookworm := ./integration/graphdriver
+VM_TESTS_bookworm := ./driver/dm ./driver/loop ./driver/fs ./driver/thin ./integration/graphdriver
 VM_TESTS_trixie := ./integration/snapshotter
+# The VM suite also runs every benchmark once, so that none rots; `make bench` runs them for real.
+DMSIZE_BENCH ?= .
+DMSIZE_BENCHTIME ?= 1x
 # Whole-VM limit (seconds): a hung guest is killed and reported with its console tail.
 VM_TIMEOUT ?= 2700
 
 export CGO_ENABLED := 0
 
-.PHONY: all test unit vm-test deps plugin demo clean distclean \
+.PHONY: all test unit vm-test deps plugin demo bench clean distclean \
 	$(addprefix vm-test-,$(PROFILES)) $(addprefix image-,$(PROFILES)) $(addprefix payload-,$(PROFILES))
 
 all: plugin
@@ -52,7 +55,7 @@ define payload
 	cp -r $(VM)/guest $(1)/guest
 	cp -r $(BUILD)/plugin $(1)/plugin
 	echo $(2) > $(1)/profile
-	echo "DMSIZE_RUN=$(DMSIZE_RUN)" > $(1)/env
+	printf 'DMSIZE_RUN=%s\nDMSIZE_BENCH=%s\nDMSIZE_BENCHTIME=%s\n' '$(DMSIZE_RUN)' '$(DMSIZE_BENCH)' '$(DMSIZE_BENCHTIME)' > $(1)/env
 	ln -s guest/$(3) $(1)/run
 	for pkg in $(4); do \
 		$(GO) test -c -tags vmtest -o $(1)/tests/$$(basename $$pkg).test $$pkg || exit 1; \
@@ -66,6 +69,11 @@ $(addprefix payload-,$(PROFILES)): payload-%: plugin
 ## vm-test-PROFILE: the VM suite of one profile (DMSIZE_RUN=pattern narrows it)
 $(addprefix vm-test-,$(PROFILES)): vm-test-%: deps payload-% image-%
 	$(VM)/run.sh --profile $* --payload $(BUILD)/payload-$* --timeout $(VM_TIMEOUT) --out $(BUILD)/vm-run/$*
+
+## bench: the VM benchmarks only, 20 iterations each; results in build/vm-run/bench-bookworm
+bench: deps plugin image-bookworm
+	$(MAKE) --no-print-directory payload-bookworm DMSIZE_RUN='^$$' DMSIZE_BENCH=. DMSIZE_BENCHTIME=20x
+	$(VM)/run.sh --profile bookworm --payload $(BUILD)/payload-bookworm --timeout $(VM_TIMEOUT) --out $(BUILD)/vm-run/bench-bookworm
 
 ## demo: boot the VM, install the plugin, show a container's root filesystem size
 demo: deps plugin image-bookworm

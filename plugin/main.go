@@ -1,14 +1,18 @@
-// Command dmsize-plugin is the dmsize managed Docker plugin.
+// Command dmsize-plugin is the dmsize managed Docker plugin: it gives containers the root
+// filesystem size their dm.size label asks for, on Docker's devicemapper graph driver.
 //
-// This first cut only answers the plugin handshake and, as a docker.authz/1.0 plugin, allows
-// every request: it proves the packaging and the engine wiring. Sizing and the pool guard come
-// in later.
+// It always follows the engine's events (events mode). With MODE=strict and the plugin listed in
+// the engine's "authorization-plugins", it also validates labels at `docker create` and sizes
+// the device before the create response returns (docker.authz/1.0).
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/docker/go-plugins-helpers/authorization"
 	"github.com/sirupsen/logrus"
@@ -27,21 +31,30 @@ func main() {
 		return
 	}
 	logrus.SetFormatter(&logrus.JSONFormatter{})
-	if lvl, err := logrus.ParseLevel(envOr("LOG_LEVEL", "info")); err == nil {
+	cfg, err := loadConfig(os.Getenv)
+	if err != nil {
+		logrus.WithError(err).Fatal("bad plugin setting (docker plugin set dmsize ...)")
+	}
+	if lvl, err := logrus.ParseLevel(cfg.LogLevel); err == nil {
 		logrus.SetLevel(lvl)
 	} else {
-		logrus.WithField("LOG_LEVEL", os.Getenv("LOG_LEVEL")).Warn("unknown log level; using info")
+		logrus.WithField("LOG_LEVEL", cfg.LogLevel).Warn("unknown log level; using info")
 	}
-	h := authorization.NewHandler(allowAll{})
-	logrus.WithFields(logrus.Fields{"version": version, "socket": socketName}).Info("dmsize plugin serving")
-	if err := h.ServeUnix(socketName, 0); err != nil {
-		logrus.WithError(err).Fatal("serving the plugin socket")
-	}
-}
+	log := logrus.WithField("plugin", "dmsize")
+	a := &app{cfg: cfg, log: log}
 
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go a.run(ctx)
+
+	h := authorization.NewHandler(a)
+	log.WithFields(logrus.Fields{"version": version, "socket": socketName, "mode": cfg.Mode}).Info("dmsize plugin serving")
+	errc := make(chan error, 1)
+	go func() { errc <- h.ServeUnix(socketName, 0) }()
+	select {
+	case err := <-errc:
+		log.WithError(err).Fatal("serving the plugin socket")
+	case <-ctx.Done():
+		log.Info("stopping")
 	}
-	return def
 }

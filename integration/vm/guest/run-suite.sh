@@ -10,7 +10,7 @@ export DMSIZE_PAYLOAD=$payload PATH="$payload/guest:$PATH"
 [ -f "$payload/env" ] && set -a && . "$payload/env" && set +a
 profile=$(cat "$payload/profile" 2>/dev/null || echo vm)
 mkdir -p "$payload/out"
-pass=0 fail=0 skip=0 broken=0
+pass=0 fail=0 skip=0 broken=0 bench=0
 for bin in "$payload"/tests/*.test; do
 	[ -x "$bin" ] || continue
 	name=$(basename "$bin" .test)
@@ -24,10 +24,12 @@ for bin in "$payload"/tests/*.test; do
 	p=$(grep -c '^--- PASS' "$payload/out/$name.log")
 	f=$(grep -c '^--- FAIL' "$payload/out/$name.log")
 	s=$(grep -c '^--- SKIP' "$payload/out/$name.log")
-	pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
-	echo "=== binary $name: exit $rc, $p passed, $f failed, $s skipped in $((SECONDS - start))s"
+	b=$(grep -cE '^Benchmark[^ ]*[[:space:]]+[0-9]+[[:space:]]' "$payload/out/$name.log")
+	pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s)) bench=$((bench + b))
+	echo "=== binary $name: exit $rc, $p passed, $f failed, $s skipped, $b benchmarks in $((SECONDS - start))s"
 	if [ "$rc" != 0 ] && [ "$f" = 0 ]; then broken=$((broken + 1)); fi
 done
-[ $((pass + fail + skip)) -gt 0 ] || { echo "vm-$profile: no tests ran"; exit 1; }
+[ $((pass + fail + skip + bench)) -gt 0 ] || { echo "vm-$profile: no tests ran"; exit 1; }
+[ $bench = 0 ] || echo "vm-$profile: $bench benchmark results (in out/*.log)"
 echo "vm-$profile: $pass passed, $((fail + broken)) failed, $skip skipped"
 [ $fail = 0 ] && [ $broken = 0 ] && [ $skip = 0 ]

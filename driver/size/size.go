@@ -1,0 +1,46 @@
+// Package size is dmsize's size grammar: Docker's own, so that dm.size=42G means exactly what
+// `docker run --storage-opt size=42G` means (42×2³⁰ bytes), in whole 512-byte sectors.
+package size
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/docker/go-units"
+)
+
+// Sector is the device-mapper sector size: tables are written in these units.
+const Sector = 512
+
+// Parse reads a size in Docker's grammar (units.RAMInBytes: binary multiples, "42G", "42g",
+// "42GiB", "42gb", "1.5G", plain bytes). Zero and negative sizes are errors. The result is
+// rounded down to whole sectors, as the engine does when it writes a device's table, and must
+// be at least one sector.
+func Parse(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	if t == "" {
+		return 0, fmt.Errorf("empty size")
+	}
+	b, err := units.RAMInBytes(t)
+	if err != nil {
+		return 0, fmt.Errorf("size %q: not a size in Docker's grammar (e.g. 42G, 512M, 1.5T)", s)
+	}
+	if b <= 0 {
+		return 0, fmt.Errorf("size %q: must be positive", s)
+	}
+	b -= b % Sector
+	if b == 0 {
+		return 0, fmt.Errorf("size %q: smaller than one %d-byte sector", s, Sector)
+	}
+	return b, nil
+}
+
+// Format renders bytes for people: the largest binary unit that keeps three significant
+// digits ("42GiB", "1.5TiB", "512MiB"), plus the exact byte count when that rounds.
+func Format(b int64) string {
+	h := units.BytesSize(float64(b))
+	if exact, err := units.RAMInBytes(h); err == nil && exact == b {
+		return h
+	}
+	return fmt.Sprintf("%s (%d bytes)", h, b)
+}

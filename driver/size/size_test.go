@@ -1,0 +1,82 @@
+package size
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	const G = int64(1) << 30
+	for _, tc := range []struct {
+		in   string
+		want int64
+		err  string
+	}{
+		{"42G", 42 * G, ""},
+		{"42g", 42 * G, ""},
+		{"42GB", 42 * G, ""}, // Docker's grammar: binary even with B
+		{"42GiB", 42 * G, ""},
+		{" 42G ", 42 * G, ""},
+		{"1.5T", 3 * 512 * G, ""},
+		{"512M", 512 << 20, ""},
+		{"10240k", 10 << 20, ""},
+		{"1000", 512, ""}, // whole sectors, rounded down as the engine does
+		{"1023", 512, ""},
+		{"512", 512, ""},
+		{"511", 0, "smaller than one 512-byte sector"},
+		{"0", 0, "must be positive"},
+		{"0G", 0, "must be positive"},
+		{"-1G", 0, "not a size"},
+		{"", 0, "empty size"},
+		{"G", 0, "not a size"},
+		{"42X", 0, "not a size"},
+		{"forty-two", 0, "not a size"},
+		{"42 G", 42 * G, ""},
+	} {
+		got, err := Parse(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("Parse(%q) = %d, %v; want error containing %q", tc.in, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("Parse(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestFormat(t *testing.T) {
+	for _, tc := range []struct {
+		in   int64
+		want string
+	}{
+		{42 << 30, "42GiB"},
+		{512 << 20, "512MiB"},
+		{3 << 39, "1.5TiB"},
+		{10737418240 + 512, "10GiB (10737418752 bytes)"},
+	} {
+		if got := Format(tc.in); got != tc.want {
+			t.Errorf("Format(%d) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// Whatever Parse accepts is a positive whole number of sectors, and stable under Format.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"42G", "1.5T", "1000", "0", "-1", "9999999999999T", "1e3", "0x10", "42GiB", " 7m"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b, err := Parse(s)
+		if err != nil {
+			return
+		}
+		if b <= 0 || b%Sector != 0 {
+			t.Fatalf("Parse(%q) = %d: not a positive whole number of sectors", s, b)
+		}
+		if Format(b) == "" {
+			t.Fatalf("Format(%d) is empty", b)
+		}
+	})
+}

@@ -1,0 +1,84 @@
+package thin
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/dmsize/dmsize/driver/dm"
+	"github.com/dmsize/dmsize/driver/errs"
+	"github.com/dmsize/dmsize/driver/loop"
+	"github.com/dmsize/dmsize/driver/size"
+	"golang.org/x/sys/unix"
+)
+
+// GrowLoopPool grows a loop-backed pool (the engine's loop-lvm): the sparse data file to
+// dataSize bytes and the metadata file to metaSize bytes (an empty file name leaves that one
+// alone), refreshes their loop devices' capacity, and reloads the pool table with the new data
+// length so the kernel takes both in, online.
+//
+// The files must be the pool's own: a file whose loop device is not the pool's data (or
+// metadata) device is refused before anything changes, and so is any shrink. Repeating a grow
+// that completed, or completing one that a crash interrupted, is safe: each step only ever
+// makes a size equal to or bigger than it was.
+func GrowLoopPool(c Mapper, pool, dataFile string, dataSize int64, metaFile string, metaSize int64) (Reloaded, error) {
+	p, err := ReadPool(c, pool)
+	if err != nil {
+		return Reloaded{Before: p}, err
+	}
+	newLength := p.Length
+	if dataFile != "" {
+		if err := checkBacking(pool, "data", dataFile, p.Table.DataDev); err != nil {
+			return Reloaded{Before: p}, err
+		}
+		if dataSize/size.Sector < int64(p.Length) {
+			return Reloaded{Before: p}, &errs.ShrinkError{What: "thin pool " + pool + " data", Current: int64(p.Length) * size.Sector, Requested: dataSize}
+		}
+		newLength = uint64(dataSize / size.Sector)
+	}
+	if metaFile != "" {
+		if err := checkBacking(pool, "metadata", metaFile, p.Table.MetaDev); err != nil {
+			return Reloaded{Before: p}, err
+		}
+	}
+	// Files first (each refuses to shrink), then the loops, then the pool: a crash anywhere
+	// leaves sizes that only a later, identical call needs to finish.
+	for _, f := range []struct {
+		path string
+		size int64
+	}{{dataFile, dataSize}, {metaFile, metaSize}} {
+		if f.path == "" {
+			continue
+		}
+		if err := loop.GrowFile(f.path, f.size); err != nil {
+			return Reloaded{Before: p}, err
+		}
+		if _, capacity, err := loop.Refresh(f.path); err != nil {
+			return Reloaded{Before: p}, err
+		} else if capacity < f.size {
+			return Reloaded{Before: p}, fmt.Errorf("thin: pool %s: loop device over %s reports %d bytes after refresh, want %d", pool, f.path, capacity, f.size)
+		}
+	}
+	return ReloadPool(c, pool, newLength)
+}
+
+// checkBacking verifies that file backs the loop device the pool table names as dev.
+func checkBacking(pool, what, file, dev string) error {
+	want, err := dm.ParseDev(dev)
+	if err != nil {
+		return fmt.Errorf("thin: pool %s %s device %q: %w", pool, what, dev, err)
+	}
+	loops, err := loop.FindByFile(file)
+	if err != nil {
+		return err
+	}
+	for _, l := range loops {
+		var st unix.Stat_t
+		if err := unix.Stat(l, &st); err != nil {
+			return &os.PathError{Op: "stat", Path: l, Err: err}
+		}
+		if unix.Major(uint64(st.Rdev)) == want.Major && unix.Minor(uint64(st.Rdev)) == want.Minor {
+			return nil
+		}
+	}
+	return fmt.Errorf("thin: %s is not the %s file of pool %s (its %s device is %s; loop devices over the file: %v); refusing to touch it", file, what, pool, what, dev, loops)
+}

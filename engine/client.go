@@ -1,0 +1,116 @@
+// Package engine is dmsize's view of the Docker engine: its storage driver and pool, the
+// containers that ask for a size, the event stream, and the one API call dmsize uses to make
+// the engine activate a container's device under its own locks.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/client"
+)
+
+// Client talks to the engine's API. The API version is negotiated, so engines back to 17.06
+// (API 1.30) work.
+type Client struct {
+	api *client.Client
+}
+
+// New connects to the engine at host ("unix:///var/run/docker.sock" when empty).
+func New(host string) (*Client, error) {
+	if host == "" {
+		host = "unix:///var/run/docker.sock"
+	}
+	api, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	return &Client{api: api}, nil
+}
+
+// Close releases the client's connections.
+func (c *Client) Close() error { return c.api.Close() }
+
+// WaitReady waits until the engine answers a ping. At daemon boot the engine starts managed
+// plugins before it serves its API, so the plugin must not wait for this before its handshake.
+func (c *Client) WaitReady(ctx context.Context) error {
+	delay := 100 * time.Millisecond
+	for {
+		if _, err := c.api.Ping(ctx); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("engine: API not answering: %w", ctx.Err())
+		case <-time.After(delay):
+		}
+		if delay < 2*time.Second {
+			delay *= 2
+		}
+	}
+}
+
+// Storage is the engine's devicemapper storage, from `docker info`.
+type Storage struct {
+	Driver           string // "devicemapper"; anything else is not for dmsize
+	PoolName         string // e.g. "docker-254:0-131101-pool" or "docker-thinpool"
+	DataRoot         string // e.g. /var/lib/docker
+	Filesystem       string // backing filesystem: "xfs" or "ext4"
+	DeferredRemoval  bool
+	DeferredDeletion bool
+	DataLoopFile     string // loop-lvm only
+	MetaLoopFile     string
+	BaseSize         int64
+	APIVersion       string
+	ServerVersion    string
+}
+
+// Home is the graph driver's home, where its metadata directory lives.
+func (s Storage) Home() string { return strings.TrimSuffix(s.DataRoot, "/") + "/devicemapper" }
+
+// Storage reads the engine's storage set-up.
+func (c *Client) Storage(ctx context.Context) (Storage, error) {
+	info, err := c.api.Info(ctx)
+	if err != nil {
+		return Storage{}, fmt.Errorf("engine: docker info: %w", err)
+	}
+	s := Storage{Driver: info.Driver, DataRoot: info.DockerRootDir, ServerVersion: info.ServerVersion, APIVersion: c.api.ClientVersion()}
+	for _, kv := range info.DriverStatus {
+		switch kv[0] {
+		case "Pool Name":
+			s.PoolName = kv[1]
+		case "Backing Filesystem":
+			s.Filesystem = kv[1]
+		case "Deferred Removal Enabled":
+			s.DeferredRemoval = kv[1] == "true"
+		case "Deferred Deletion Enabled":
+			s.DeferredDeletion = kv[1] == "true"
+		case "Data loop file":
+			s.DataLoopFile = kv[1]
+		case "Metadata loop file":
+			s.MetaLoopFile = kv[1]
+		case "Base Device Size":
+			s.BaseSize = parseDecimalSize(kv[1])
+		}
+	}
+	return s, nil
+}
+
+// parseDecimalSize reads docker info's human sizes ("10.74GB": decimal units, as the engine
+// prints them with units.HumanSize). Approximate by nature; 0 when unreadable.
+func parseDecimalSize(s string) int64 {
+	mult := map[string]float64{"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "PB": 1e15}
+	for _, u := range []string{"kB", "MB", "GB", "TB", "PB", "B"} {
+		if strings.HasSuffix(s, u) {
+			f, err := strconv.ParseFloat(strings.TrimSuffix(s, u), 64)
+			if err != nil {
+				return 0
+			}
+			return int64(f * mult[u])
+		}
+	}
+	return 0
+}

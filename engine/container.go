@@ -1,0 +1,80 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+)
+
+// SizeLabel is the label a container asks for its root filesystem size with.
+const SizeLabel = "dm.size"
+
+// Container is what dmsize needs to know about a container.
+type Container struct {
+	ID, Name       string
+	Labels         map[string]string
+	Running        bool
+	ReadonlyRootfs bool
+	Driver         string // graph driver: "devicemapper" for dmsize's containers
+	DeviceName     string // thin device name, without /dev/mapper/
+	DeviceID       int    // thin device id in the pool
+	DeviceSize     int64  // the daemon's in-memory (cached) size of the device
+}
+
+// ErrNotFound is returned (wrapped) for a container the engine does not know.
+var ErrNotFound = fmt.Errorf("no such container")
+
+// Container inspects one container.
+func (c *Client) Container(ctx context.Context, id string) (Container, error) {
+	r, err := c.api.ContainerInspect(ctx, id)
+	if err != nil {
+		if client.IsErrNotFound(err) {
+			return Container{}, fmt.Errorf("engine: container %s: %w", id, ErrNotFound)
+		}
+		return Container{}, fmt.Errorf("engine: inspecting container %s: %w", id, err)
+	}
+	ct := Container{ID: r.ID, Name: trimSlash(r.Name), Driver: r.GraphDriver.Name}
+	if r.Config != nil {
+		ct.Labels = r.Config.Labels
+	}
+	if r.State != nil {
+		ct.Running = r.State.Running
+	}
+	if r.HostConfig != nil {
+		ct.ReadonlyRootfs = r.HostConfig.ReadonlyRootfs
+	}
+	d := r.GraphDriver.Data
+	ct.DeviceName = d["DeviceName"]
+	if v, ok := d["DeviceId"]; ok {
+		ct.DeviceID, _ = strconv.Atoi(v)
+	}
+	if v, ok := d["DeviceSize"]; ok {
+		ct.DeviceSize, _ = strconv.ParseInt(v, 10, 64)
+	}
+	return ct, nil
+}
+
+// SizedContainers lists the ids of every container, running or not, that carries the size
+// label.
+func (c *Client) SizedContainers(ctx context.Context) ([]string, error) {
+	list, err := c.api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", SizeLabel))})
+	if err != nil {
+		return nil, fmt.Errorf("engine: listing containers: %w", err)
+	}
+	ids := make([]string, 0, len(list))
+	for _, s := range list {
+		ids = append(ids, s.ID)
+	}
+	return ids, nil
+}
+
+func trimSlash(s string) string {
+	if len(s) > 0 && s[0] == '/' {
+		return s[1:]
+	}
+	return s
+}

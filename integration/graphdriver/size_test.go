@@ -1,0 +1,223 @@
+//go:build vmtest
+
+package graphdriver
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dmsize/dmsize/integration/harness"
+)
+
+const G = harness.GiB
+
+// about says a root filesystem of got bytes is what a device of want bytes gives: the
+// filesystem keeps a few percent for itself.
+func about(got, want int64) bool { return got <= want && got >= want*95/100 }
+
+// The whole life of a sized container, on every engine set-up and backing filesystem: sized
+// before its first start, grown online when `docker run` wins the race, kept across stop and
+// start, `docker restart` and a dockerd restart, and removed cleanly.
+func TestDmSizeLifecycle(t *testing.T) {
+	for _, s := range []struct {
+		setup  harness.Setup
+		cycles int
+	}{
+		{harness.Setup{Kind: "loop-lvm", FS: "xfs"}, 100},
+		{harness.Setup{Kind: "loop-lvm", FS: "ext4"}, 10},
+		{harness.Setup{Kind: "direct-lvm", FS: "xfs"}, 10},
+		{harness.Setup{Kind: "direct-lvm", FS: "ext4"}, 10},
+	} {
+		t.Run(s.setup.Kind+"/"+s.setup.FS, func(t *testing.T) { lifecycle(t, s.setup, s.cycles) })
+	}
+}
+
+func lifecycle(t *testing.T, setup harness.Setup, cycles int) {
+	e := harness.StartEngine(t, setup)
+	e.ImportBusybox()
+	e.InstallDmsize()
+
+	// docker create, then start: the plugin sizes the device in between, so the very first df
+	// sees 42G.
+	id := e.Docker("create", "--network", "none", "--label", "dm.size=42G", "busybox", "df", "-P", "-k", "/")
+	dev := e.DeviceOf(id)
+	took := e.WaitFor("the device to be sized before the first start", 60*time.Second, func() bool {
+		return harness.DeviceSectors(dev) == 42*G/512
+	})
+	t.Logf("sized %s before its first start in %v", dev, took)
+	if got := e.StartDf(id); !about(got, 42*G) {
+		t.Fatalf("first start: root filesystem %d bytes, want 42 GiB", got)
+	}
+
+	// docker run: create and start back to back. Whoever wins, the container reaches 42G at
+	// once, online if need be.
+	run := e.Docker("run", "-d", "--network", "none", "--label", "dm.size=42G", "busybox", "sleep", "3600")
+	t.Logf("docker run -d: 42G reached %v after the run returned", e.WaitRootSize(run, 42*G*95/100, 30*time.Second))
+
+	// Stop and start, over and over: each start finds the grown device.
+	start := time.Now()
+	for i := 0; i < cycles; i++ {
+		if got := e.StartDf(id); !about(got, 42*G) {
+			t.Fatalf("start %d: root filesystem %d bytes, want 42 GiB", i+2, got)
+		}
+	}
+	t.Logf("%d stop/start cycles at 42G in %v", cycles, time.Since(start))
+
+	e.Docker("restart", run)
+	if got := e.ExecRootSize(run); !about(got, 42*G) {
+		t.Fatalf("after docker restart: %d bytes", got)
+	}
+
+	// A dockerd restart: the engine now reads the rewritten size; no hold is needed any more.
+	e.Restart()
+	e.WaitFor("the plugin to come back", 60*time.Second, func() bool { return harness.PluginPID() != 0 })
+	if got := e.CachedSize(id); got != 42*G {
+		t.Fatalf("after a dockerd restart the engine's DeviceSize is %d, want 42 GiB", got)
+	}
+	if got := e.StartDf(id); !about(got, 42*G) {
+		t.Fatalf("start after a dockerd restart: %d bytes", got)
+	}
+	e.Docker("start", run)
+	if got := e.ExecRootSize(run); !about(got, 42*G) {
+		t.Fatalf("running after a dockerd restart: %d bytes", got)
+	}
+
+	// docker rm: the space comes back as without dmsize: no device left marked deleted.
+	e.Docker("rm", "-f", id, run)
+	e.WaitFor("the engine to delete both devices", 60*time.Second, func() bool {
+		return e.DriverStatus()["Deferred Deleted Device Count"] == "0" && harness.DeviceSectors(dev) < 0
+	})
+}
+
+// A crash or a disable/enable of the plugin between a stop and the next start does not cost
+// the size; neither do restart-policy restarts, which do not pass through the API.
+func TestDmSizeSurvivesPluginRestarts(t *testing.T) {
+	e := harness.StartEngine(t, harness.Setup{Kind: "loop-lvm", FS: "xfs"})
+	e.ImportBusybox()
+	e.InstallDmsize()
+	id := e.Docker("create", "--network", "none", "--label", "dm.size=42G", "busybox", "df", "-P", "-k", "/")
+	dev := e.DeviceOf(id)
+	if got := e.StartDf(id); !about(got, 42*G) {
+		t.Fatalf("first start: %d bytes", got)
+	}
+
+	// Crash: kill -9 between the stop and the next start. The engine restarts the plugin,
+	// which re-activates the grown device before anything starts the container.
+	pid := harness.PluginPID()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	e.WaitFor("the engine to restart the plugin", 60*time.Second, func() bool {
+		p := harness.PluginPID()
+		return p != 0 && p != pid
+	})
+	e.WaitFor("the plugin to hold the grown device again", 60*time.Second, func() bool {
+		return harness.DeviceSectors(dev) == 42*G/512
+	})
+	if got := e.StartDf(id); !about(got, 42*G) {
+		t.Fatalf("start after a plugin crash: %d bytes", got)
+	}
+
+	// Disable and enable.
+	e.Docker("plugin", "disable", harness.Plugin)
+	e.Docker("plugin", "enable", harness.Plugin)
+	e.WaitFor("the plugin to hold the grown device again", 60*time.Second, func() bool {
+		return harness.DeviceSectors(dev) == 42*G/512
+	})
+	if got := e.StartDf(id); !about(got, 42*G) {
+		t.Fatalf("start after plugin disable/enable: %d bytes", got)
+	}
+
+	// Restart policy: the engine restarts the container itself, four times.
+	pol := e.Docker("run", "-d", "--network", "none", "--restart", "on-failure:3", "--label", "dm.size=42G",
+		"busybox", "sh", "-c", "df -P -k / | tail -n1; sleep 1; exit 1")
+	e.WaitFor("the restart policy to run out", 120*time.Second, func() bool {
+		return e.Docker("inspect", "--format", "{{.State.Running}} {{.RestartCount}}", pol) == "false 3"
+	})
+	logs := strings.Split(strings.TrimSpace(e.Docker("logs", pol)), "\n")
+	if len(logs) != 4 {
+		t.Fatalf("expected 4 runs, logs:\n%s", strings.Join(logs, "\n"))
+	}
+	// The first run may have seen the base size if docker run's start won the race; every
+	// restart after it must see 42G.
+	for i, l := range logs[1:] {
+		if got := harness.ParseDfKiB(t, l); !about(got, 42*G) {
+			t.Fatalf("restart %d: %d bytes (%q)", i+1, got, l)
+		}
+	}
+	e.Docker("rm", "-f", id, pol)
+}
+
+// Bad labels never break a container: it runs at its current size, and the plugin logs one
+// line naming the container, the label and the reason.
+func TestDmSizeBadLabels(t *testing.T) {
+	e := harness.StartEngine(t, harness.Setup{Kind: "loop-lvm", DataSize: "20G"})
+	e.ImportBusybox()
+	e.InstallDmsize("MAX_SIZE=100G")
+	for _, tc := range []struct{ name, label, reason string }{
+		{"malformed", "42X", "not a size in Docker's grammar"},
+		{"zero", "0", "must be positive"},
+		{"negative", "-1G", "not a size"},
+		{"smaller", "5G", "smaller than the current size"},
+		{"overmax", "200G", "above the plugin's maximum 100GiB"},
+		{"overpool", "40G", "the pool cannot hold it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := "bad-" + tc.name
+			id := e.Docker("run", "-d", "--name", name, "--network", "none", "--label", "dm.size="+tc.label, "busybox", "sleep", "3600")
+			e.WaitFor("the plugin to log the rejection", 30*time.Second, func() bool {
+				return harness.CountLines(e.DaemonLog(), name, "dm.size="+tc.label, tc.reason) > 0
+			})
+			// Let a second event (start) pass; the line must still be there once.
+			time.Sleep(2 * time.Second)
+			if n := harness.CountLines(e.DaemonLog(), name, "dm.size="+tc.label+" rejected"); n != 1 {
+				t.Fatalf("%d log lines about %s, want 1", n, name)
+			}
+			if got := e.ExecRootSize(id); !about(got, 10*G) {
+				t.Fatalf("container runs at %d bytes, want its base 10 GiB", got)
+			}
+			if state := e.Docker("inspect", "--format", "{{.State.Running}}", id); state != "true" {
+				t.Fatalf("container not running: %s", state)
+			}
+		})
+	}
+}
+
+// Strict mode: labels are checked at create, a bad one is denied with the reason, and a good
+// one is applied before the create returns, so `docker run`'s first df sees it.
+func TestDmSizeStrictMode(t *testing.T) {
+	e := harness.StartEngine(t, harness.Setup{Kind: "loop-lvm", FS: "xfs"})
+	e.ImportBusybox()
+	e.InstallDmsize()
+	e.Strict()
+	for i := 0; i < 3; i++ {
+		out := e.Docker("run", "--rm", "--network", "none", "--label", "dm.size=42G", "busybox", "df", "-P", "-k", "/")
+		if got := harness.ParseDfKiB(t, out); !about(got, 42*G) {
+			t.Fatalf("strict docker run %d: first df %d bytes, want 42 GiB", i, got)
+		}
+	}
+	out, err := e.TryDocker("run", "--rm", "--network", "none", "--label", "dm.size=42X", "busybox", "true")
+	if err == nil || !strings.Contains(out, "dm.size=42X rejected") || !strings.Contains(out, "not a size") {
+		t.Fatalf("a bad label in strict mode: %v\n%s", err, out)
+	}
+	// Everything else passes untouched.
+	e.Docker("ps", "-a")
+	e.Docker("run", "--rm", "--network", "none", "busybox", "true")
+
+	// docker rm: the hold is let go before the engine deletes, so nothing is left to retry.
+	id := e.Docker("create", "--network", "none", "--label", "dm.size=20G", "busybox", "true")
+	dev := e.DeviceOf(id)
+	e.Docker("start", "-a", id)
+	e.Docker("rm", id)
+	if n := e.DriverStatus()["Deferred Deleted Device Count"]; n != "0" {
+		t.Fatalf("after docker rm in strict mode: %s devices marked deleted", n)
+	}
+	if harness.DeviceSectors(dev) >= 0 {
+		t.Fatalf("device %s still active after docker rm", dev)
+	}
+	if out := e.Docker("info", "--format", "{{json .Plugins.Authorization}}"); !strings.Contains(out, "dmsize") {
+		t.Fatalf("engine authorization plugins: %s", out)
+	}
+}

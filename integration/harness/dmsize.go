@@ -1,0 +1,148 @@
+package harness
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Plugin is the dmsize managed plugin, as the tests install it.
+const Plugin = "dmsize"
+
+// InstallDmsize installs the plugin built by `make plugin` and enables it with the given
+// settings ("MODE=strict", "MAX_SIZE=100G", ...).
+func (e *Engine) InstallDmsize(settings ...string) {
+	e.t.Helper()
+	e.Docker("plugin", "create", Plugin, PluginDir())
+	if len(settings) > 0 {
+		e.Docker(append([]string{"plugin", "set", Plugin}, settings...)...)
+	}
+	e.Docker("plugin", "enable", Plugin)
+}
+
+// SetDmsize disables the plugin, changes settings and enables it again.
+func (e *Engine) SetDmsize(settings ...string) {
+	e.t.Helper()
+	e.Docker("plugin", "disable", Plugin)
+	e.Docker(append([]string{"plugin", "set", Plugin}, settings...)...)
+	e.Docker("plugin", "enable", Plugin)
+}
+
+// Strict puts the plugin in strict mode and makes it the engine's authorization plugin
+// (restarting dockerd).
+func (e *Engine) Strict() {
+	e.t.Helper()
+	e.SetDmsize("MODE=strict")
+	MustRun(e.t, "dmsize-engine", "authz", Plugin)
+}
+
+// DaemonLog is dockerd's log so far (managed plugins log into it).
+func (e *Engine) DaemonLog() string {
+	b, _ := os.ReadFile("/var/log/dmsize-engine/dockerd.log")
+	return string(b)
+}
+
+// ExecRootSize is the size of a running container's root filesystem, from df inside it.
+func (e *Engine) ExecRootSize(id string) int64 {
+	e.t.Helper()
+	return ParseDfKiB(e.t, e.Docker("exec", id, "df", "-P", "-k", "/"))
+}
+
+// StartDf starts a stopped container whose command is `df -P -k /`, attached, and returns the
+// size it printed: what the container's first look at its root filesystem says.
+func (e *Engine) StartDf(id string) int64 {
+	e.t.Helper()
+	return ParseDfKiB(e.t, e.Docker("start", "-a", id))
+}
+
+// WaitRootSize polls a running container until its root filesystem is at least min bytes, and
+// returns how long that took.
+func (e *Engine) WaitRootSize(id string, min int64, timeout time.Duration) time.Duration {
+	e.t.Helper()
+	start := time.Now()
+	var last int64
+	for time.Since(start) < timeout {
+		out, err := e.TryDocker("exec", id, "df", "-P", "-k", "/")
+		if err == nil {
+			if last = ParseDfKiB(e.t, out); last >= min {
+				return time.Since(start)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.t.Fatalf("container %s: root filesystem %d bytes after %v, want at least %d", id, last, timeout, min)
+	return 0
+}
+
+// DeviceOf is the container's thin device name.
+func (e *Engine) DeviceOf(id string) string {
+	e.t.Helper()
+	return e.Docker("inspect", "--format", "{{.GraphDriver.Data.DeviceName}}", id)
+}
+
+// CachedSize is the engine's in-memory size of the container's device (DeviceSize).
+func (e *Engine) CachedSize(id string) int64 {
+	e.t.Helper()
+	n, err := strconv.ParseInt(e.Docker("inspect", "--format", "{{.GraphDriver.Data.DeviceSize}}", id), 10, 64)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// DeviceSectors is the length of an active device's table, or -1 when it is not active.
+func DeviceSectors(name string) int64 {
+	out, err := Run("dmsetup", "table", name)
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(out)
+	if len(f) < 2 {
+		return -1
+	}
+	n, _ := strconv.ParseInt(f[1], 10, 64)
+	return n
+}
+
+// WaitFor polls cond every 100 ms until it holds or timeout passes, and fails the test then.
+func (e *Engine) WaitFor(what string, timeout time.Duration, cond func() bool) time.Duration {
+	e.t.Helper()
+	start := time.Now()
+	for time.Since(start) < timeout {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	return 0
+}
+
+// PluginPID is the pid of the running plugin process, 0 if none.
+func PluginPID() int {
+	out, err := Run("pgrep", "-x", "dmsize-plugin")
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.Fields(out)[0])
+	return pid
+}
+
+// CountLines counts the lines of s containing every one of parts.
+func CountLines(s string, parts ...string) int {
+	n := 0
+	for _, l := range strings.Split(s, "\n") {
+		ok := true
+		for _, p := range parts {
+			if !strings.Contains(l, p) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			n++
+		}
+	}
+	return n
+}

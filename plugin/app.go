@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/dmsize/dmsize/driver/dm"
+	"github.com/dmsize/dmsize/engine"
+	"github.com/dmsize/dmsize/sizer"
+)
+
+// app is the running plugin: the authz endpoints answer from the start; the sizer exists once
+// the engine's API answers (at daemon boot the engine starts plugins before it serves its API,
+// so nothing here may wait for it before the handshake).
+type app struct {
+	cfg   config
+	log   logrus.FieldLogger
+	eng   *engine.Client
+	sizer atomic.Pointer[sizer.Sizer]
+}
+
+// run connects to the engine, sets the sizer up, reconciles and follows the engine's events
+// until ctx ends. Problems that need the operator are logged with what to change.
+func (a *app) run(ctx context.Context) {
+	eng, err := engine.New(a.cfg.DockerHost)
+	if err != nil {
+		a.log.WithError(err).Error("cannot reach the engine; dmsize does nothing")
+		return
+	}
+	a.eng = eng
+	a.log.WithField("api", a.cfg.DockerHost).Info("waiting for the engine's API")
+	if err := eng.WaitReady(ctx); err != nil {
+		return
+	}
+	st, err := eng.Storage(ctx)
+	if err != nil {
+		a.log.WithError(err).Error("reading the engine's storage; dmsize does nothing")
+		return
+	}
+	log := a.log.WithFields(logrus.Fields{"engine": st.ServerVersion, "driver": st.Driver, "pool": st.PoolName})
+	if st.Driver != "devicemapper" {
+		log.Errorf("the engine's storage driver is %q: dm.size labels are ignored (dmsize needs the devicemapper graph driver)", st.Driver)
+		return
+	}
+	if !st.DeferredRemoval {
+		log.Error(sizer.ErrDeferredRemovalOff)
+	}
+	ctl, err := dm.Open()
+	if err != nil {
+		log.WithError(err).Error("opening device-mapper; dmsize does nothing (does the plugin have /dev and CAP_SYS_ADMIN?)")
+		return
+	}
+	store, err := sizer.OpenStore(a.cfg.StateDir)
+	if err != nil {
+		log.WithError(err).Error("opening the state directory; dmsize does nothing")
+		return
+	}
+	s, err := sizer.New(eng, ctl, st, sizer.Policy{Max: a.cfg.MaxSize, Overcommit: a.cfg.Overcommit}, store, sizer.NewHolder(a.cfg.MapperDir), log)
+	if err != nil {
+		log.WithError(err).Error("dmsize does nothing")
+		return
+	}
+	a.sizer.Store(s)
+	log.WithFields(logrus.Fields{"mode": a.cfg.Mode, "max_size": a.cfg.MaxSize, "overcommit": a.cfg.Overcommit}).Info("dmsize ready")
+	eng.Follow(ctx, log, s.Reconcile, func(ctx context.Context, ev engine.Event) {
+		if _, ok := ev.Labels[engine.SizeLabel]; !ok {
+			return
+		}
+		// The engine drops events for subscribers slower than 100 ms: never block the stream.
+		switch ev.Action {
+		case "create", "start":
+			go func() {
+				start := time.Now()
+				r, err := s.Ensure(ctx, ev.ID)
+				if err != nil {
+					return // logged by Ensure, once
+				}
+				log.WithFields(logrus.Fields{"container": r.Container, "event": ev.Action, "action": r.Action, "ms": time.Since(start).Milliseconds()}).Debug("event handled")
+			}()
+		case "destroy":
+			go s.Forget(ev.ID)
+		}
+	})
+}
