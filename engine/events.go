@@ -19,7 +19,7 @@ type Event struct {
 
 // Follow subscribes to the engine's container events and calls handle for each, in order. The
 // engine drops events for slow subscribers, so the stream is never trusted alone: resync is
-// called on every (re)connection, after the subscription is in place, so that nothing that
+// started on every (re)connection, alongside the new subscription, so that nothing that
 // happened while disconnected is missed. Follow returns when ctx ends.
 func (c *Client) Follow(ctx context.Context, log logrus.FieldLogger, resync func(context.Context), handle func(context.Context, Event)) {
 	f := filters.NewArgs(filters.Arg("type", "container"))
@@ -30,9 +30,9 @@ func (c *Client) Follow(ctx context.Context, log logrus.FieldLogger, resync func
 	for ctx.Err() == nil {
 		sub, cancel := context.WithCancel(ctx)
 		msgs, errs := c.api.Events(sub, events.ListOptions{Filters: f})
-		// The subscription is registered when the engine answers; a ping after it orders the
-		// resync after the registration well enough, and the resync is idempotent anyway.
-		resync(ctx)
+		// Concurrently with reading the stream: a resync that blocked it would make the engine
+		// drop the very events it is meant to cover. Callers' handlers are idempotent.
+		go resync(ctx)
 		connected := time.Now()
 	stream:
 		for {

@@ -12,7 +12,8 @@ import (
 // lock it keeps held, until Release.
 type Mounted struct {
 	body *io.PipeWriter
-	done chan error
+	done chan struct{}
+	err  error // the engine's answer; set before done is closed
 }
 
 // HoldMounted makes the engine activate and mount container id's root filesystem with its own
@@ -24,34 +25,33 @@ type Mounted struct {
 // Release sends an empty tar, so nothing in the container changes; a `docker start` that
 // arrives meanwhile waits for the lock and then finds the device active. The engine emits an
 // "extract-to-dir" event for it. A container with a read-only root filesystem refuses the
-// upload after mounting; Release then returns that error.
+// upload right after mounting, which ends the hold early (Done).
 func (c *Client) HoldMounted(ctx context.Context, id string) *Mounted {
 	pr, pw := io.Pipe()
-	m := &Mounted{body: pw, done: make(chan error, 1)}
+	m := &Mounted{body: pw, done: make(chan struct{})}
 	go func() {
-		err := c.api.CopyToContainer(ctx, id, "/", pr, container.CopyToContainerOptions{})
-		pr.CloseWithError(err)
-		m.done <- err
+		m.err = c.api.CopyToContainer(ctx, id, "/", pr, container.CopyToContainerOptions{})
+		pr.CloseWithError(m.err)
+		close(m.done)
 	}()
 	return m
 }
 
-// Done is closed-over by callers that wait for the hold to fail early (e.g. a read-only
-// rootfs): it yields the request's error once the engine answered.
-func (m *Mounted) Done() <-chan error { return m.done }
+// Done is closed once the engine has answered: normally after Release, earlier if it refused.
+func (m *Mounted) Done() <-chan struct{} { return m.done }
+
+// Err is the engine's answer, once Done is closed.
+func (m *Mounted) Err() error { return m.err }
 
 // Release ends the hold: the empty tar lets the engine finish the request, unmount and unlock.
 func (m *Mounted) Release() error {
-	// Two zero blocks: the end-of-archive marker of an empty tar.
-	_, werr := m.body.Write(make([]byte, 1024))
+	// Two zero blocks: the end-of-archive marker of an empty tar. A write after the engine
+	// answered fails with the pipe's error, which says nothing more than m.err.
+	m.body.Write(make([]byte, 1024))
 	m.body.Close()
-	err := <-m.done
-	m.done <- err // later Release or Done calls see the same answer
-	if err != nil {
-		return fmt.Errorf("engine: holding the container's rootfs mounted: %w", err)
-	}
-	if werr != nil && werr != io.ErrClosedPipe {
-		return fmt.Errorf("engine: holding the container's rootfs mounted: %w", werr)
+	<-m.done
+	if m.err != nil {
+		return fmt.Errorf("engine: holding the container's rootfs mounted: %w", m.err)
 	}
 	return nil
 }

@@ -265,10 +265,10 @@ wait:
 			break
 		}
 		select {
-		case herr := <-m.Done():
+		case <-m.Done():
 			// The engine answered before we saw the device: read-only rootfs, or gone.
 			if _, active, err = s.liveSize(c.DeviceName); err == nil && !active {
-				err = fmt.Errorf("the engine did not keep the container's rootfs mounted (%v); it is sized when it starts", herr)
+				err = fmt.Errorf("the engine did not keep the container's rootfs mounted (%v); it is sized when it starts", m.Err())
 			}
 			break wait
 		case <-ctx.Done():

@@ -3,6 +3,8 @@
 package graphdriver
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,7 +32,7 @@ func TestDmSizeLifecycle(t *testing.T) {
 		{harness.Setup{Kind: "direct-lvm", FS: "xfs"}, 10},
 		{harness.Setup{Kind: "direct-lvm", FS: "ext4"}, 10},
 	} {
-		t.Run(s.setup.Kind+"/"+s.setup.FS, func(t *testing.T) { lifecycle(t, s.setup, s.cycles) })
+		t.Run(s.setup.Kind+"-"+s.setup.FS, func(t *testing.T) { lifecycle(t, s.setup, s.cycles) })
 	}
 }
 
@@ -220,4 +222,47 @@ func TestDmSizeStrictMode(t *testing.T) {
 	if out := e.Docker("info", "--format", "{{json .Plugins.Authorization}}"); !strings.Contains(out, "dmsize") {
 		t.Fatalf("engine authorization plugins: %s", out)
 	}
+}
+
+// The label works the same from compose and from swarm (`--container-label`): swarm tasks are
+// created by the engine itself, not through the API, and events mode sees them.
+func TestDmSizeComposeAndSwarm(t *testing.T) {
+	e := harness.StartEngine(t, harness.Setup{Kind: "loop-lvm", FS: "xfs"})
+	e.ImportBusybox()
+	e.InstallDmsize()
+
+	dir := t.TempDir()
+	compose := `version: "2.4"
+services:
+  web:
+    image: busybox
+    command: sleep 3600
+    network_mode: none
+    labels:
+      dm.size: 42G
+`
+	if err := os.WriteFile(filepath.Join(dir, "docker-compose.yml"), []byte(compose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	harness.MustRun(t, "docker-compose", "--project-directory", dir, "-f", filepath.Join(dir, "docker-compose.yml"), "-p", "dmsizetest", "up", "-d")
+	web := e.Docker("ps", "-q", "--filter", "label=com.docker.compose.project=dmsizetest")
+	t.Logf("compose: 42G reached in %v", e.WaitRootSize(web, 42*G*95/100, 30*time.Second))
+	harness.MustRun(t, "docker-compose", "--project-directory", dir, "-f", filepath.Join(dir, "docker-compose.yml"), "-p", "dmsizetest", "down")
+
+	// Swarm wants an address to advertise; a dummy interface gives one with no traffic.
+	harness.MustRun(t, "ip", "link", "add", "dmsize0", "type", "dummy")
+	t.Cleanup(func() { harness.Run("ip", "link", "del", "dmsize0") })
+	harness.MustRun(t, "ip", "addr", "add", "10.213.0.1/24", "dev", "dmsize0")
+	harness.MustRun(t, "ip", "link", "set", "dmsize0", "up")
+	e.Docker("swarm", "init", "--advertise-addr", "10.213.0.1")
+	t.Cleanup(func() { harness.Run("docker", "swarm", "leave", "--force") })
+	e.Docker("service", "create", "--detach", "--no-resolve-image", "--name", "sized", "--network", "host",
+		"--container-label", "dm.size=42G", "--restart-condition", "none", "busybox", "sleep", "3600")
+	var task string
+	e.WaitFor("the service's task container", 120*time.Second, func() bool {
+		task = e.Docker("ps", "-q", "--filter", "label=com.docker.swarm.service.name=sized")
+		return task != ""
+	})
+	t.Logf("swarm task: 42G reached in %v", e.WaitRootSize(task, 42*G*95/100, 30*time.Second))
+	e.Docker("service", "rm", "sized")
 }

@@ -18,13 +18,14 @@ result=tcg
 if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
 	log=$(mktemp)
 	start=$(date +%s.%N)
-	# In a subshell, so that a QEMU that aborts (as it does on some of these hosts) stays quiet.
+	# In a subshell that outlives timeout (the "|| true"), so that the shell's report of a QEMU
+	# that aborts, as it does on some of these hosts, goes to /dev/null with the rest.
 	( timeout -k 2 "${DMSIZE_KVM_PROBE_SECONDS:-20}" qemu-system-x86_64 \
 		-nodefaults -no-user-config -no-reboot -display none -monitor none \
 		-accel kvm -cpu host -m 512 \
 		-kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
 		-append "console=ttyS0 panic=-1 dmsize.probe" \
-		-serial "file:$log" >/dev/null 2>&1 ) 2>/dev/null || true
+		-serial "file:$log" >/dev/null 2>&1 || true ) 2>/dev/null
 	if grep -q DMSIZE-PROBE-OK "$log"; then
 		result=kvm
 	fi

@@ -9,7 +9,7 @@
 # as it is written; its kernel console goes to RUNDIR/console.log.
 #
 # The root disk is the cached image of the profile, opened with snapshot=on: every run starts
-# from the pristine image. A third disk, /dev/vdc (sparse, 20G), is the spare disk for
+# from the pristine image. A third disk, /dev/vdc (sparse, 64G), is the spare disk for
 # direct-lvm set-ups.
 #
 # Exit status: the payload's own, or 1 with the console's tail when the VM hung (timeout) or
@@ -45,7 +45,7 @@ log() { echo "vm[$profile]: $*" >&2; }
 # Payload disk: the tree plus room for what the guest writes back.
 size_mb=$(( $(du -sm "$payload" | cut -f1) * 2 + 512 ))
 mke2fs -q -F -t ext4 -L dmsize-payload -E root_owner=0:0 -d "$payload" "$out/payload.img" "${size_mb}M" >/dev/null
-truncate -s 20G "$out/spare.img"
+truncate -s 64G "$out/spare.img"
 
 case "$accel" in
 kvm) accel_args=(-accel kvm -cpu host) ;;
