@@ -31,6 +31,8 @@ func main() {
 		return
 	}
 	logrus.SetFormatter(&logrus.JSONFormatter{})
+	// dockerd copies a managed plugin's stdout into its log at info level, stderr at error.
+	logrus.SetOutput(os.Stdout)
 	cfg, err := loadConfig(os.Getenv)
 	if err != nil {
 		logrus.WithError(err).Fatal("bad plugin setting (docker plugin set dmsize ...)")

@@ -19,51 +19,18 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dmsize/dmsize/driver/internal/vmfixture"
 )
 
-func sh(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-func settle() { exec.Command("udevadm", "settle", "--timeout=10").Run() }
-
-// loopDev attaches a loop device to file and detaches it at cleanup.
+// loopDev attaches a loop device to file until the test ends and gives its number.
 func loopDev(t *testing.T, file string) Dev {
 	t.Helper()
-	path := strings.TrimSpace(sh(t, "losetup", "--find", "--show", file))
-	t.Cleanup(func() {
-		settle()
-		if out, err := exec.Command("losetup", "-d", path).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v %s", path, err, out)
-		}
-	})
 	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
+	if err := unix.Stat(vmfixture.Losetup(t, file), &st); err != nil {
 		t.Fatal(err)
 	}
 	return decodeDev(st.Rdev)
-}
-
-func sparseFile(t *testing.T, path string, size int64) string {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	// A pool's metadata device must start zeroed, or the kernel takes it for existing metadata.
-	if _, err := f.WriteAt(make([]byte, 4096), 0); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // removeAtCleanup removes a device at the end of the test if it is still there, retrying
@@ -71,7 +38,7 @@ func sparseFile(t *testing.T, path string, size int64) string {
 func removeAtCleanup(t *testing.T, c *Control, name string) {
 	t.Cleanup(func() {
 		for i := 0; ; i++ {
-			settle()
+			vmfixture.Settle()
 			err := c.Remove(name, false)
 			if err == nil || errors.Is(err, ErrNotFound) {
 				return
@@ -89,7 +56,7 @@ func removeAtCleanup(t *testing.T, c *Control, name string) {
 func removeBusy(t *testing.T, c *Control, name string) {
 	t.Helper()
 	for i := 0; ; i++ {
-		settle()
+		vmfixture.Settle()
 		err := c.Remove(name, false)
 		if err == nil {
 			return
@@ -123,8 +90,8 @@ func writeThin(t *testing.T, name string, off int64) {
 
 func dmsetupInfo(t *testing.T, name string) []string {
 	t.Helper()
-	out := sh(t, "dmsetup", "info", "-c", "--noheadings", "--separator", "|", "-o", "name,uuid,major,minor,open,segments,events,attr", name)
-	return strings.Split(strings.TrimSpace(out), "|")
+	out := vmfixture.Sh(t, "dmsetup", "info", "-c", "--noheadings", "--separator", "|", "-o", "name,uuid,major,minor,open,segments,events,attr", name)
+	return strings.Split(out, "|")
 }
 
 func checkInfo(t *testing.T, c *Control, name string) Info {
@@ -149,7 +116,7 @@ func checkInfo(t *testing.T, c *Control, name string) Info {
 func dmsetupLines(t *testing.T, what, name string) []Target {
 	t.Helper()
 	var targets []Target
-	for _, l := range strings.Split(strings.TrimSuffix(sh(t, "dmsetup", what, name), "\n"), "\n") {
+	for _, l := range strings.Split(vmfixture.Sh(t, "dmsetup", what, name), "\n") {
 		targets = append(targets, splitLine(t, l))
 	}
 	return targets
@@ -192,10 +159,10 @@ func TestVMThinPool(t *testing.T) {
 	// Registered first, so it runs last: nothing of ours may be left behind.
 	dir := t.TempDir()
 	t.Cleanup(func() {
-		if out := sh(t, "dmsetup", "ls"); strings.Contains(out, "dmsize-test-") {
+		if out := vmfixture.Sh(t, "dmsetup", "ls"); strings.Contains(out, "dmsize-test-") {
 			t.Errorf("devices left behind:\n%s", out)
 		}
-		if out := sh(t, "losetup", "-a"); strings.Contains(out, dir) {
+		if out := vmfixture.Sh(t, "losetup", "-a"); strings.Contains(out, dir) {
 			t.Errorf("loop devices left behind:\n%s", out)
 		}
 	})
@@ -214,8 +181,11 @@ func TestVMThinPool(t *testing.T) {
 	pool, thin, bare := "dmsize-test-pool-"+suffix, "dmsize-test-thin-"+suffix, "dmsize-test-bare-"+suffix
 	uuid := "dmsize-test-uuid-" + suffix
 
-	dataDev := loopDev(t, sparseFile(t, filepath.Join(dir, "data"), 1<<30))
-	metaDev := loopDev(t, sparseFile(t, filepath.Join(dir, "meta"), 64<<20))
+	dataFile, metaFile := filepath.Join(dir, "data"), filepath.Join(dir, "meta")
+	vmfixture.Sparse(t, dataFile, 1<<30)
+	vmfixture.Sparse(t, metaFile, 64<<20)
+	dataDev := loopDev(t, dataFile)
+	metaDev := loopDev(t, metaFile)
 
 	// The pool, with our Create/Load/Resume.
 	const poolSectors = 1 << 30 / 512
@@ -285,7 +255,7 @@ func TestVMThinPool(t *testing.T) {
 		}
 		re := regexp.MustCompile(`^(\S+)\s+\((\d+)(?::|, )(\d+)\)$`)
 		n := 0
-		for _, l := range strings.Split(strings.TrimSpace(sh(t, "dmsetup", "ls")), "\n") {
+		for _, l := range strings.Split(vmfixture.Sh(t, "dmsetup", "ls"), "\n") {
 			m := re.FindStringSubmatch(l)
 			if m == nil {
 				t.Fatalf("dmsetup ls line %q", l)
@@ -302,7 +272,7 @@ func TestVMThinPool(t *testing.T) {
 
 	// A thin device: created in the pool with dmsetup (Message refuses create_thin), activated
 	// with our Create/Load/Resume.
-	sh(t, "dmsetup", "message", pool, "0", "create_thin 0")
+	vmfixture.Sh(t, "dmsetup", "message", pool, "0", "create_thin 0")
 	const thinSectors = 10 << 30 / 512
 	thinTable := ThinTable{PoolDev: poolDev.String(), DevID: 0}
 	thinDev, err := c.Create(thin, "")
@@ -409,8 +379,8 @@ func TestVMThinPool(t *testing.T) {
 			t.Fatalf("transaction id %d -> %d", before.TransactionID, after.TransactionID)
 		}
 		// Had "create_thin 1" reached the pool, creating device 1 again would fail.
-		sh(t, "dmsetup", "message", pool, "0", "create_thin 1")
-		sh(t, "dmsetup", "message", pool, "0", "delete 1")
+		vmfixture.Sh(t, "dmsetup", "message", pool, "0", "create_thin 1")
+		vmfixture.Sh(t, "dmsetup", "message", pool, "0", "delete 1")
 		// Device 0 is still there: it still maps what was written.
 		if st, err := c.Status(thin); err != nil || !strings.HasPrefix(st[0].Params, "2048 ") {
 			t.Fatalf("thin status %+v %v", st, err)
@@ -557,7 +527,7 @@ func TestVMThinPool(t *testing.T) {
 		}
 	})
 	t.Run("Remove", func(t *testing.T) {
-		settle()
+		vmfixture.Settle()
 		f, err := os.Open(filepath.Join("/dev/mapper", thin))
 		if err != nil {
 			t.Fatal(err)
@@ -584,15 +554,15 @@ func TestVMThinPool(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		settle()
+		vmfixture.Settle()
 		if _, err := os.Lstat(filepath.Join("/dev/mapper", thin)); !os.IsNotExist(err) {
 			t.Errorf("/dev/mapper/%s left behind: %v", thin, err)
 		}
 
-		sh(t, "dmsetup", "message", pool, "0", "delete 0")
+		vmfixture.Sh(t, "dmsetup", "message", pool, "0", "delete 0")
 		removeBusy(t, c, pool)
 		if _, err := os.Lstat(filepath.Join("/dev/mapper", pool)); !os.IsNotExist(err) {
-			settle()
+			vmfixture.Settle()
 			if _, err := os.Lstat(filepath.Join("/dev/mapper", pool)); !os.IsNotExist(err) {
 				t.Errorf("/dev/mapper/%s left behind: %v", pool, err)
 			}

@@ -3,29 +3,25 @@
 package fs
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
-	"fmt"
-	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/dmsize/dmsize/driver/errs"
+	"github.com/dmsize/dmsize/driver/internal/vmfixture"
 	"github.com/dmsize/dmsize/driver/loop"
 )
 
-const mib = 1 << 20
+const (
+	mib   = 1 << 20
+	chunk = 64 << 10 // the writer's
+)
 
 func TestVMGrowExt4(t *testing.T) { testGrow(t, Ext4) }
 func TestVMGrowXFS(t *testing.T)  { testGrow(t, XFS) }
@@ -36,45 +32,45 @@ func TestVMGrowXFS(t *testing.T)  { testGrow(t, XFS) }
 func testGrow(t *testing.T, typ Type) {
 	dir := t.TempDir()
 	img := filepath.Join(dir, "img")
-	sparse(t, img, 512*mib)
-	dev := losetup(t, img)
-	mkfs(t, typ, dev)
+	vmfixture.Sparse(t, img, 512*mib)
+	dev := vmfixture.Losetup(t, img)
+	vmfixture.Mkfs(t, string(typ), dev)
 	// A twin with the same UUID, as every Docker thin device has, mounted while Grow mounts dev
 	// privately: xfs needs nouuid for that.
 	twin := filepath.Join(dir, "twin")
-	run(t, "cp", "--sparse=always", img, twin)
-	twinDev := losetup(t, twin)
+	vmfixture.Sh(t, "cp", "--sparse=always", img, twin)
+	twinDev := vmfixture.Losetup(t, twin)
 
 	if sb, err := ReadSuper(dev); err != nil || sb.Type != typ || sb.Size() != 512*mib {
 		t.Fatalf("ReadSuper after mkfs = %+v, %v", sb, err)
 	}
+	// Our own mounts go without nouuid, so that the twin's UUID counts while Grow mounts dev.
 	mnt := t.TempDir()
-	mount(t, dev, mnt, typ)
-	before := statfsSize(t, mnt)
+	vmfixture.MountAt(t, string(typ), dev, mnt, "")
+	before := vmfixture.StatfsSize(t, mnt)
 
-	// Mounted: grow under a running writer.
-	w := startWriter(t, filepath.Join(mnt, "log"))
-	w.waitChunks(t, 16)
+	// Mounted: grow under a running writer, which fsyncs every 16 chunks to push data to the
+	// device while it grows and stops at 256 MiB, far from filling the filesystem.
+	w := vmfixture.StartWriter(t, mnt, vmfixture.WriterOpts{Chunk: chunk, SyncEvery: 16, Limit: 4096 * chunk})
+	w.WaitWritten(t, 16*chunk)
 	if err := loop.GrowFile(img, 1<<30); err != nil {
 		t.Fatal(err)
 	}
 	if _, c, err := loop.Refresh(img); err != nil || c != 1<<30 {
 		t.Fatalf("loop.Refresh = %d, %v", c, err)
 	}
-	c0 := w.chunks.Load()
+	n0 := w.Written()
 	res, err := Grow(dev, 1<<30)
-	t.Logf("mounted Grow: %+v; the writer wrote %d chunks meanwhile", res, w.chunks.Load()-c0)
+	t.Logf("mounted Grow: %+v; the writer wrote %d chunks meanwhile", res, (w.Written()-n0)/chunk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Type != typ || !res.Mounted || res.Before != 512*mib || res.After != 1<<30 {
 		t.Fatalf("Grow = %+v; want %s, mounted, 512 MiB to 1 GiB", res, typ)
 	}
-	w.waitChunks(t, w.chunks.Load()+16)
-	sum, n := w.stop(t)
-	t.Logf("writer: %d bytes", n)
-	checkFile(t, filepath.Join(mnt, "log"), sum, n)
-	after := statfsSize(t, mnt)
+	w.WaitWritten(t, w.Written()+16*chunk)
+	w.Verify(t)
+	after := vmfixture.StatfsSize(t, mnt)
 	if after < before+450*mib {
 		t.Fatalf("statfs size %d after grow, %d before: want about 512 MiB more", after, before)
 	}
@@ -89,7 +85,7 @@ func testGrow(t *testing.T, typ Type) {
 		t.Fatalf("Grow to the same size = %+v, %v", res, err)
 	}
 	wantShrink(t, dev, 768*mib, 1<<30)
-	if got := statfsSize(t, mnt); got != after {
+	if got := vmfixture.StatfsSize(t, mnt); got != after {
 		t.Fatalf("statfs size %d after refused shrink, was %d", got, after)
 	}
 
@@ -98,7 +94,7 @@ func testGrow(t *testing.T, typ Type) {
 		t.Fatal(err)
 	}
 	twinMnt := t.TempDir()
-	mount(t, twinDev, twinMnt, typ)
+	vmfixture.MountAt(t, string(typ), twinDev, twinMnt, "")
 	if sb, err := ReadSuper(dev); err != nil || sb.Size() != 1<<30 {
 		t.Fatalf("ReadSuper after unmount = %+v, %v", sb, err)
 	}
@@ -135,9 +131,9 @@ func testGrow(t *testing.T, typ Type) {
 		t.Fatal(err)
 	}
 	fsck(t, typ, dev)
-	mount(t, dev, mnt, typ)
-	checkFile(t, filepath.Join(mnt, "log"), sum, n)
-	if got := statfsSize(t, mnt); got < after+450*mib {
+	vmfixture.MountAt(t, string(typ), dev, mnt, "")
+	w.Verify(t)
+	if got := vmfixture.StatfsSize(t, mnt); got < after+450*mib {
 		t.Fatalf("statfs size %d after unmounted grow, %d before", got, after)
 	}
 }
@@ -179,121 +175,6 @@ func wantShrink(t *testing.T, dev string, to, current int64) {
 	t.Logf("refused: %v", err)
 }
 
-// writer appends 64 KiB chunks to a file until stopped, hashing what it writes. Each chunk is
-// stamped with its number so that a misplaced block changes the hash.
-const maxChunks = 4096 // 256 MiB
-
-type writer struct {
-	chunks atomic.Int64
-	quit   chan struct{}
-	done   chan error
-	sum    []byte
-	n      int64
-}
-
-func startWriter(t *testing.T, path string) *writer {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &writer{quit: make(chan struct{}), done: make(chan error, 1)}
-	go func() {
-		defer f.Close()
-		h := sha256.New()
-		buf := make([]byte, 64<<10)
-		rand.NewChaCha8([32]byte{1}).Read(buf)
-		var i uint64
-		for ; ; i++ {
-			if i == maxChunks { // stay far from filling the filesystem: just wait
-				<-w.quit
-			}
-			select {
-			case <-w.quit:
-				if err := f.Sync(); err != nil {
-					w.done <- err
-					return
-				}
-				w.sum, w.n = h.Sum(nil), int64(i)*int64(len(buf))
-				w.done <- nil
-				return
-			default:
-			}
-			for off := 0; off < len(buf); off += 4096 {
-				binary.LittleEndian.PutUint64(buf[off:], i)
-			}
-			if _, err := f.Write(buf); err != nil {
-				w.done <- fmt.Errorf("chunk %d: %w", i, err)
-				return
-			}
-			h.Write(buf)
-			if i%16 == 15 { // push data to the device while it grows
-				if err := f.Sync(); err != nil {
-					w.done <- fmt.Errorf("sync after chunk %d: %w", i, err)
-					return
-				}
-			}
-			w.chunks.Add(1)
-		}
-	}()
-	return w
-}
-
-func (w *writer) waitChunks(t *testing.T, n int64) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for w.chunks.Load() < n {
-		select {
-		case err := <-w.done:
-			t.Fatalf("writer stopped: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("writer wrote %d chunks, waited for %d", w.chunks.Load(), n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (w *writer) stop(t *testing.T) ([]byte, int64) {
-	t.Helper()
-	close(w.quit)
-	if err := <-w.done; err != nil {
-		t.Fatalf("writer: %v", err)
-	}
-	return w.sum, w.n
-}
-
-// checkFile re-reads path from the device, not the page cache, and compares it with the hash.
-func checkFile(t *testing.T, path string, sum []byte, n int64) {
-	t.Helper()
-	unix.Sync()
-	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	got, err := io.Copy(h, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != n || !bytes.Equal(h.Sum(nil), sum) {
-		t.Fatalf("%s: %d bytes, sha256 %x; written %d bytes, sha256 %x", path, got, h.Sum(nil), n, sum)
-	}
-}
-
-func statfsSize(t *testing.T, dir string) int64 {
-	t.Helper()
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	return int64(st.Blocks) * st.Bsize
-}
-
 // mountNS names the mount namespaces of the main thread and of the calling thread.
 func mountNS(t *testing.T) string {
 	t.Helper()
@@ -333,60 +214,16 @@ func noTempDirs(t *testing.T) {
 	}
 }
 
-func sparse(t *testing.T, path string, size int64) {
-	t.Helper()
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, size); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func losetup(t *testing.T, file string) string {
-	t.Helper()
-	dev := run(t, "losetup", "--find", "--show", file)
-	t.Cleanup(func() { run(t, "losetup", "-d", dev) })
-	return dev
-}
-
-func mkfs(t *testing.T, typ Type, dev string) {
-	t.Helper()
-	switch typ {
-	case Ext4:
-		run(t, "mkfs.ext4", "-q", "-F", dev)
-	case XFS:
-		run(t, "mkfs.xfs", "-q", "-f", dev)
-	}
-}
-
-func mount(t *testing.T, dev, dir string, typ Type) {
-	t.Helper()
-	if err := unix.Mount(dev, dir, string(typ), 0, ""); err != nil {
-		t.Fatalf("mount %s on %s: %v", dev, dir, err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-}
-
 // fsck checks the unmounted filesystem if the checker is installed; it is a bonus, not a need.
 func fsck(t *testing.T, typ Type, dev string) {
 	t.Helper()
-	name, args := "e2fsck", []string{"-fn", dev}
+	argv := []string{"e2fsck", "-fn", dev}
 	if typ == XFS {
-		name, args = "xfs_repair", []string{"-n", dev}
+		argv = []string{"xfs_repair", "-n", dev}
 	}
-	if _, err := exec.LookPath(name); err != nil {
-		t.Logf("%s not installed: not checking %s", name, dev)
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		t.Logf("%s not installed: not checking %s", argv[0], dev)
 		return
 	}
-	run(t, name, args...)
+	vmfixture.Sh(t, argv...)
 }

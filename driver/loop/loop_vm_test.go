@@ -5,7 +5,6 @@ package loop
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,40 +13,21 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dmsize/dmsize/driver/errs"
+	"github.com/dmsize/dmsize/driver/internal/vmfixture"
 )
 
 const mib = 1 << 20
 
-func losetup(t *testing.T, file string) string {
-	t.Helper()
-	out, err := exec.Command("losetup", "--find", "--show", file).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup %s: %v: %s", file, err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-	})
-	return dev
-}
-
 func TestVMFindGrowRefresh(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "data")
-	if err := os.WriteFile(file, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(file, 64*mib); err != nil {
-		t.Fatal(err)
-	}
+	vmfixture.Sparse(t, file, 64*mib)
 	other := filepath.Join(dir, "other") // a bystander that must never match
 	if err := os.WriteFile(other, make([]byte, mib), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	dev := losetup(t, file)
-	losetup(t, other)
+	dev := vmfixture.Losetup(t, file)
+	vmfixture.Losetup(t, other)
 
 	// The same inode under other names: a hard link, and a bind mount of the directory, which
 	// is how the plugin sees the host's file.

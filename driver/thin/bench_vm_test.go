@@ -32,7 +32,7 @@ func benchGrow(b *testing.B, how, fstype string) {
 	dev := "/dev/mapper/" + name
 	vmfixture.Mkfs(b, fstype, dev)
 	dir := vmfixture.Mount(b, fstype, dev)
-	w := vmfixture.StartWriter(b, dir, 64<<10)
+	w := vmfixture.StartWriter(b, dir, vmfixture.WriterOpts{Chunk: 64 << 10})
 	pool := poolDev(b, p)
 	cur := 1 * GiB
 	var stall, resume time.Duration
@@ -74,7 +74,7 @@ dmsetup resume %[1]s
 		b.Fatalf("writer: %v", err)
 	}
 	// statfs, not the on-disk superblock: a mounted xfs writes its superblock back lazily.
-	if got := statfsSize(b, dir); got > cur || got < cur*9/10 {
+	if got := vmfixture.StatfsSize(b, dir); got > cur || got < cur*9/10 {
 		b.Fatalf("filesystem is %d bytes after growing to %d", got, cur)
 	}
 }

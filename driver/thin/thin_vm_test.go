@@ -13,7 +13,6 @@ import (
 	"github.com/dmsize/dmsize/driver/errs"
 	"github.com/dmsize/dmsize/driver/fs"
 	"github.com/dmsize/dmsize/driver/internal/vmfixture"
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -40,15 +39,6 @@ func poolDev(t testing.TB, p *vmfixture.Pool) dm.Dev {
 	return d
 }
 
-func statfsSize(t testing.TB, dir string) int64 {
-	t.Helper()
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	return int64(st.Blocks) * st.Bsize
-}
-
 // A mounted thin device and its filesystem grow online while a writer keeps writing and
 // fsyncing: no write fails, and every byte reads back as written.
 func TestGrowMountedWhileWriting(t *testing.T) {
@@ -60,11 +50,9 @@ func TestGrowMountedWhileWriting(t *testing.T) {
 			dev := "/dev/mapper/" + name
 			vmfixture.Mkfs(t, fstype, dev)
 			dir := vmfixture.Mount(t, fstype, dev)
-			w := vmfixture.StartWriter(t, dir, 256<<10)
-			for w.Written() < 32*MiB {
-				unix.Nanosleep(&unix.Timespec{Nsec: 50e6}, nil)
-			}
-			before := statfsSize(t, dir)
+			w := vmfixture.StartWriter(t, dir, vmfixture.WriterOpts{Chunk: 256 << 10})
+			w.WaitWritten(t, 32*MiB)
+			before := vmfixture.StatfsSize(t, dir)
 
 			g, err := GrowDevice(c, name, poolDev(t, p), 3*GiB)
 			if err != nil {
@@ -80,14 +68,12 @@ func TestGrowMountedWhileWriting(t *testing.T) {
 			if !r.Mounted || r.After <= r.Before || r.After > 3*GiB || r.After < 3*GiB-64*MiB {
 				t.Fatalf("filesystem grow %+v, want mounted, about 3 GiB", r)
 			}
-			after := statfsSize(t, dir)
+			after := vmfixture.StatfsSize(t, dir)
 			t.Logf("%s: device stall %v, fs grow %v, statfs %d -> %d MiB", fstype, g.Stall, r.Duration, before>>20, after>>20)
 			if after < before+(3*GiB-1*GiB)*9/10 {
 				t.Fatalf("statfs size %d -> %d: filesystem did not grow", before, after)
 			}
-			for w.Written() < 64*MiB {
-				unix.Nanosleep(&unix.Timespec{Nsec: 50e6}, nil)
-			}
+			w.WaitWritten(t, 64*MiB)
 			w.Verify(t)
 			if info := mustInfo(t, c, name); info.Suspended {
 				t.Fatal("device left suspended")
@@ -164,7 +150,7 @@ func TestGrowLoopPoolOnline(t *testing.T) {
 	name := p.Thin(t, "c1", 4*GiB)
 	vmfixture.Mkfs(t, "xfs", "/dev/mapper/"+name)
 	dir := vmfixture.Mount(t, "xfs", "/dev/mapper/"+name)
-	w := vmfixture.StartWriter(t, dir, 256<<10)
+	w := vmfixture.StartWriter(t, dir, vmfixture.WriterOpts{Chunk: 256 << 10})
 
 	before, err := ReadPool(c, p.Name)
 	if err != nil {
@@ -201,9 +187,7 @@ func TestGrowLoopPoolOnline(t *testing.T) {
 	if st, _ := os.Stat(p.DataFile); st.Size() != 2*GiB {
 		t.Fatalf("data file is %d bytes after a refused shrink", st.Size())
 	}
-	for w.Written() < 32*MiB {
-		unix.Nanosleep(&unix.Timespec{Nsec: 50e6}, nil)
-	}
+	w.WaitWritten(t, 32*MiB)
 	w.Verify(t)
 }
 

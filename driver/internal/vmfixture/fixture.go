@@ -1,21 +1,21 @@
 //go:build vmtest
 
-// Package vmfixture builds throwaway loop-backed thin pools, thin devices and filesystems for
-// the driver's VM tests. It uses the stock tools (losetup, dmsetup, mkfs) on purpose: the
-// fixtures must not depend on the code under test.
+// Package vmfixture builds throwaway loop devices, loop-backed thin pools, thin devices and
+// filesystems for the driver's VM tests, and a writer that keeps a file busy. It uses the stock
+// tools (losetup, dmsetup, mkfs, mount) on purpose: the fixtures must not depend on the code
+// under test. It imports no driver package, so that any of them, dm included, can use it in its
+// internal tests.
 package vmfixture
 
 import (
-	"crypto/sha256"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Sh runs a command and fails the test on error, returning trimmed combined output.
@@ -26,6 +26,52 @@ func Sh(t testing.TB, argv ...string) string {
 		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// Settle waits, for 10 s at most, until udev has handled its events: its probes hold devices
+// open for a while after they appear or change.
+func Settle() { exec.Command("udevadm", "settle", "--timeout=10").Run() }
+
+// Sparse creates path anew as a sparse file of size bytes. Its first 4 KiB are written as
+// zeros: a pool's metadata device must start zeroed, or the kernel takes it for existing
+// metadata.
+func Sparse(t testing.TB, path string, size int64) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(make([]byte, min(4096, size)), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Losetup attaches a new loop device to file and returns its path. When the test ends it waits
+// for udev and detaches the device, reporting a failure to detach as a test error.
+func Losetup(t testing.TB, file string) string {
+	t.Helper()
+	dev := Sh(t, "losetup", "--find", "--show", file)
+	t.Cleanup(func() {
+		Settle()
+		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
+			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
+		}
+	})
+	return dev
+}
+
+// StatfsSize is the size statfs gives for the filesystem mounted on dir, in bytes.
+func StatfsSize(t testing.TB, dir string) int64 {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Blocks) * st.Bsize
 }
 
 // Pool is a loop-backed thin pool made with dmsetup, 64 KiB blocks (what dockerd uses).
@@ -45,21 +91,17 @@ func NewPool(t testing.TB, name string, dataSize, metaSize int64) *Pool {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	p := &Pool{Name: "dmsize-test-" + name, DataFile: filepath.Join(dir, "data"), MetaFile: filepath.Join(dir, "metadata")}
-	Sh(t, "truncate", "-s", fmt.Sprint(dataSize), p.DataFile)
-	Sh(t, "truncate", "-s", fmt.Sprint(metaSize), p.MetaFile)
-	Sh(t, "dd", "if=/dev/zero", "of="+p.MetaFile, "bs=4096", "count=1", "conv=notrunc", "status=none")
-	p.DataLoop = Sh(t, "losetup", "--find", "--show", p.DataFile)
-	p.MetaLoop = Sh(t, "losetup", "--find", "--show", p.MetaFile)
+	Sparse(t, p.DataFile, dataSize)
+	Sparse(t, p.MetaFile, metaSize)
+	p.DataLoop = Losetup(t, p.DataFile)
+	p.MetaLoop = Losetup(t, p.MetaFile)
 	table := fmt.Sprintf("0 %d thin-pool %s %s 128 32768 1 skip_block_zeroing", dataSize/512, p.MetaLoop, p.DataLoop)
 	Sh(t, "dmsetup", "create", p.Name, "--table", table)
+	// Registered after the loop devices' clean-ups, so it runs before them.
+	t.Cleanup(func() { exec.Command("dmsetup", "remove", "--retry", p.Name).Run() })
 	p.Dev = Sh(t, "dmsetup", "info", "-c", "--noheadings", "-o", "major,minor", "--separator", ":", p.Name)
-	t.Cleanup(func() {
-		exec.Command("dmsetup", "remove", "--retry", p.Name).Run()
-		exec.Command("losetup", "-d", p.DataLoop).Run()
-		exec.Command("losetup", "-d", p.MetaLoop).Run()
-		os.RemoveAll(dir)
-	})
 	return p
 }
 
@@ -97,122 +139,22 @@ func Mkfs(t testing.TB, fs, dev string) {
 func Mount(t testing.TB, fs, dev string) string {
 	t.Helper()
 	dir := t.TempDir()
-	args := []string{"mount", dev, dir}
+	opts := ""
 	if fs == "xfs" {
-		args = []string{"mount", "-o", "nouuid", dev, dir}
+		opts = "nouuid"
 	}
-	Sh(t, args...)
-	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	MountAt(t, fs, dev, dir, opts)
 	return dir
 }
 
-// Writer appends a deterministic pattern to a file, in chunks, until stopped, hashing what it
-// wrote. It stands for a container that keeps writing through a grow.
-type Writer struct {
-	Path    string
-	chunk   int
-	stop    chan struct{}
-	done    chan struct{}
-	mu      sync.Mutex
-	err     error
-	written int64
-	sum     []byte
-	maxGap  time.Duration // the longest single write+fsync: the stall the writer saw
-}
-
-// StartWriter starts writing dir/name in chunk-byte writes, each followed by fdatasync.
-func StartWriter(t testing.TB, dir string, chunk int) *Writer {
-	w := &Writer{Path: filepath.Join(dir, "writer.dat"), chunk: chunk, stop: make(chan struct{}), done: make(chan struct{})}
-	go w.run()
-	t.Cleanup(func() { w.Stop() })
-	return w
-}
-
-func (w *Writer) run() {
-	defer close(w.done)
-	f, err := os.OpenFile(w.Path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		w.err = err
-		return
-	}
-	defer f.Close()
-	h := sha256.New()
-	buf := make([]byte, w.chunk)
-	for i := 0; ; i++ {
-		select {
-		case <-w.stop:
-			w.mu.Lock()
-			w.sum = h.Sum(nil)
-			w.mu.Unlock()
-			return
-		default:
-		}
-		for j := range buf {
-			buf[j] = byte(i*7 + j*13)
-		}
-		start := time.Now()
-		if _, err := f.Write(buf); err != nil {
-			w.err = err
-			return
-		}
-		if err := f.Sync(); err != nil {
-			w.err = err
-			return
-		}
-		gap := time.Since(start)
-		h.Write(buf)
-		w.mu.Lock()
-		w.written += int64(len(buf))
-		if gap > w.maxGap {
-			w.maxGap = gap
-		}
-		w.mu.Unlock()
-	}
-}
-
-// Written is how many bytes the writer has completed.
-func (w *Writer) Written() int64 { w.mu.Lock(); defer w.mu.Unlock(); return w.written }
-
-// ResetMaxGap starts a new measurement window for MaxGap.
-func (w *Writer) ResetMaxGap() { w.mu.Lock(); w.maxGap = 0; w.mu.Unlock() }
-
-// Gap is the longest write+fsync since the last ResetMaxGap.
-func (w *Writer) Gap() time.Duration { w.mu.Lock(); defer w.mu.Unlock(); return w.maxGap }
-
-// Stop stops the writer and returns its error, if any.
-func (w *Writer) Stop() error {
-	select {
-	case <-w.stop:
-	default:
-		close(w.stop)
-	}
-	<-w.done
-	return w.err
-}
-
-// Verify stops the writer, drops the page cache and checks the file reads back as written.
-func (w *Writer) Verify(t testing.TB) {
+// MountAt mounts dev, a filesystem of type fs, on dir with the mount options opts ("" for
+// none). When the test ends it detaches whatever is mounted on dir, if anything still is.
+func MountAt(t testing.TB, fs, dev, dir, opts string) {
 	t.Helper()
-	if err := w.Stop(); err != nil {
-		t.Fatalf("writer failed: %v", err)
+	args := []string{"mount", "-t", fs}
+	if opts != "" {
+		args = append(args, "-o", opts)
 	}
-	Sh(t, "sync")
-	os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
-	f, err := os.Open(w.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		t.Fatalf("reading back %s: %v", w.Path, err)
-	}
-	if n != w.written {
-		t.Fatalf("%s has %d bytes, writer wrote %d", w.Path, n, w.written)
-	}
-	if got := h.Sum(nil); string(got) != string(w.sum) {
-		t.Fatalf("%s: checksum mismatch after %d bytes", w.Path, n)
-	}
-	t.Logf("writer: %d MiB written and read back intact, longest write+fsync %v", n>>20, w.maxGap)
+	Sh(t, append(args, dev, dir)...)
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
 }
