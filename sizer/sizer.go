@@ -398,6 +398,16 @@ func (s *Sizer) ReleaseForRemoval(ctx context.Context, ref string) (string, erro
 	if err != nil || !ok {
 		return c.ID, err
 	}
-	s.holds.Release(rec.Device)
+	if !s.holds.Release(rec.Device) {
+		return c.ID, nil
+	}
+	// The kernel completes a pending deferred removal from a work queue after the last close:
+	// wait for it, or the engine's delete finds the device still there and defers.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		info, err := s.ctl.Info(rec.Device)
+		if err != nil || !info.DeferredRemove {
+			break
+		}
+	}
 	return c.ID, nil
 }
