@@ -45,12 +45,38 @@ func TestCapturedLinesSplit(t *testing.T) {
 	}
 }
 
+// parseCase is one line for a parser: what it must give, or that it must fail.
+type parseCase[T any] struct {
+	name, in string
+	want     T
+	err      bool
+}
+
+// runParse runs the cases through parse; check, on every line that parses, is the round trip.
+func runParse[T any](t *testing.T, cases []parseCase[T], parse func(string) (T, error), check func(*testing.T, T)) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parse(tt.in)
+			if tt.err {
+				if err == nil {
+					t.Fatalf("want error, got %+v", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %+v\nwant %+v", got, tt.want)
+			}
+			check(t, got)
+		})
+	}
+}
+
 func TestParsePoolTable(t *testing.T) {
-	tests := []struct {
-		name, in string
-		want     PoolTable
-		err      bool
-	}{
+	tests := []parseCase[PoolTable]{
 		{name: "loop-lvm", in: splitLine(t, capPoolTable).Params,
 			want: PoolTable{"7:1", "7:0", 128, 32768, []string{"skip_block_zeroing"}}},
 		{name: "direct-lvm", in: splitLine(t, capDirectPoolTable).Params,
@@ -66,27 +92,12 @@ func TestParsePoolTable(t *testing.T) {
 		{name: "negative low water", in: "7:1 7:0 128 -1 0", err: true},
 		{name: "bad count", in: "7:1 7:0 128 1 one", err: true},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParsePoolTable(tt.in)
-			if tt.err {
-				if err == nil {
-					t.Fatalf("want error, got %+v", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Fatalf("got %+v, want %+v", got, tt.want)
-			}
-			again, err := ParsePoolTable(got.String())
-			if err != nil || !reflect.DeepEqual(again, got) {
-				t.Fatalf("round trip of %q: %+v, %v", got.String(), again, err)
-			}
-		})
-	}
+	runParse(t, tests, ParsePoolTable, func(t *testing.T, got PoolTable) {
+		again, err := ParsePoolTable(got.String())
+		if err != nil || !reflect.DeepEqual(again, got) {
+			t.Fatalf("round trip of %q: %+v, %v", got.String(), again, err)
+		}
+	})
 	if s := (PoolTable{"7:1", "7:0", 128, 32768, []string{"skip_block_zeroing"}}).String(); s != "7:1 7:0 128 32768 1 skip_block_zeroing" {
 		t.Fatalf("String: %q", s)
 	}
@@ -94,11 +105,7 @@ func TestParsePoolTable(t *testing.T) {
 
 func TestParsePoolStatus(t *testing.T) {
 	rw := func(s PoolStatus) PoolStatus { return s }
-	tests := []struct {
-		name, in string
-		want     PoolStatus
-		err      bool
-	}{
+	tests := []parseCase[PoolStatus]{
 		{name: "loop-lvm", in: splitLine(t, capPoolStatus).Params, want: PoolStatus{
 			TransactionID: 4, UsedMetaBlocks: 3305, TotalMetaBlocks: 32768, UsedDataBlocks: 1201, TotalDataBlocks: 65536,
 			HeldMetadataRoot: "-", Mode: "rw", DiscardPassdown: true, MetaLowWaterBlocks: 1024}},
@@ -142,32 +149,11 @@ func TestParsePoolStatus(t *testing.T) {
 		{name: "bad watermark", in: "4 1/2 1/2 - rw discard_passdown queue_if_no_space - -1", err: true},
 		{name: "overflow", in: "18446744073709551616 1/2 1/2 -", err: true},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParsePoolStatus(tt.in)
-			if tt.err {
-				if err == nil {
-					t.Fatalf("want error, got %+v", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
-				t.Fatalf("got %+v\nwant %+v", got, tt.want)
-			}
-			checkPoolStatusReparse(t, got)
-		})
-	}
+	runParse(t, tests, ParsePoolStatus, checkPoolStatusReparse)
 }
 
 func TestParseThinTable(t *testing.T) {
-	tests := []struct {
-		name, in string
-		want     ThinTable
-		err      bool
-	}{
+	tests := []parseCase[ThinTable]{
 		{name: "captured", in: splitLine(t, capThinTable).Params, want: ThinTable{PoolDev: "253:0", DevID: 4}},
 		{name: "external origin", in: "253:0 17 7:3 ", want: ThinTable{"253:0", 17, "7:3"}},
 		{name: "max id", in: "253:0 16777215", want: ThinTable{PoolDev: "253:0", DevID: 1<<24 - 1}},
@@ -177,37 +163,18 @@ func TestParseThinTable(t *testing.T) {
 		{name: "four fields", in: "253:0 1 7:3 x", err: true},
 		{name: "bad id", in: "253:0 one", err: true},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseThinTable(tt.in)
-			if tt.err {
-				if err == nil {
-					t.Fatalf("want error, got %+v", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
-				t.Fatalf("got %+v, want %+v", got, tt.want)
-			}
-			if again, err := ParseThinTable(got.String()); err != nil || again != got {
-				t.Fatalf("round trip of %q: %+v, %v", got.String(), again, err)
-			}
-		})
-	}
+	runParse(t, tests, ParseThinTable, func(t *testing.T, got ThinTable) {
+		if again, err := ParseThinTable(got.String()); err != nil || again != got {
+			t.Fatalf("round trip of %q: %+v, %v", got.String(), again, err)
+		}
+	})
 	if s := (ThinTable{PoolDev: "253:0", DevID: 4}).String(); s != "253:0 4" {
 		t.Fatalf("String: %q", s)
 	}
 }
 
 func TestParseThinStatus(t *testing.T) {
-	tests := []struct {
-		name, in string
-		want     ThinStatus
-		err      bool
-	}{
+	tests := []parseCase[ThinStatus]{
 		{name: "captured", in: splitLine(t, capThinStatus).Params, want: ThinStatus{MappedSectors: 138752, HighestMappedSector: 20971519}},
 		{name: "nothing mapped", in: "0 -", want: ThinStatus{HighestUnknown: true}},
 		{name: "lone dash", in: "-", want: ThinStatus{HighestUnknown: true}},
@@ -221,24 +188,7 @@ func TestParseThinStatus(t *testing.T) {
 		{name: "bad highest", in: "128 y", err: true},
 		{name: "negative", in: "-1 127", err: true},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseThinStatus(tt.in)
-			if tt.err {
-				if err == nil {
-					t.Fatalf("want error, got %+v", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
-				t.Fatalf("got %+v, want %+v", got, tt.want)
-			}
-			checkThinStatusReparse(t, got)
-		})
-	}
+	runParse(t, tests, ParseThinStatus, checkThinStatusReparse)
 }
 
 func TestParseErrorsNameTheLine(t *testing.T) {
