@@ -21,8 +21,8 @@ echo "\$ docker run -d --network none --label dm.size=60G busybox sleep 3600"
 echo "$id"
 sleep 1
 show docker exec "$id" df -h /
-show docker stop -t 1 "$id" >/dev/null
-show docker start "$id" >/dev/null
+show docker stop -t 1 "$id"
+show docker start "$id"
 show docker exec "$id" df -h /
 docker rm -f "$id" >/dev/null
 
