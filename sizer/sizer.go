@@ -120,7 +120,16 @@ func (s *Sizer) Ensure(ctx context.Context, id string) (Result, error) {
 		return res, err
 	}
 	if !s.storage.DeferredRemoval && want > c.DeviceSize {
-		return res, fmt.Errorf("container %s: %w", c.Name, ErrDeferredRemovalOff)
+		err := fmt.Errorf("container %s: label %s=%s not applied: %w", c.Name, engine.SizeLabel, label, ErrDeferredRemovalOff)
+		res.Action = "rejected"
+		if rec.Rejected != err.Error() {
+			log.Error(err)
+			rec = Record{ID: c.ID, Name: c.Name, Device: c.DeviceName, DeviceID: c.DeviceID, Label: label, Applied: rec.Applied, Rejected: err.Error()}
+			if perr := s.store.Put(rec); perr != nil {
+				log.WithError(perr).Error("recording the rejection")
+			}
+		}
+		return res, err
 	}
 
 	// 1. The intent, so a restarted plugin knows what this container was to become.

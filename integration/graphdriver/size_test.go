@@ -266,3 +266,25 @@ services:
 	t.Logf("swarm task: 42G reached in %v", e.WaitRootSize(task, 42*G*95/100, 30*time.Second))
 	e.Docker("service", "rm", "sized")
 }
+
+// An engine without deferred removal would re-create a grown device too small after a stop:
+// the plugin says what to change, and sizes nothing.
+func TestDmSizeNeedsDeferredRemoval(t *testing.T) {
+	e := harness.StartEngine(t, harness.Setup{Kind: "loop-lvm", NoDeferredRemoval: true})
+	if st := e.DriverStatus()["Deferred Removal Enabled"]; st != "false" {
+		t.Fatalf("engine has deferred removal %q", st)
+	}
+	e.ImportBusybox()
+	e.InstallDmsize()
+	e.WaitFor("the plugin to say what to change", 60*time.Second, func() bool {
+		return harness.CountLines(e.DaemonLog(), "deferred device removal", "dm.use_deferred_removal=true") > 0
+	})
+	id := e.Docker("run", "-d", "--name", "nodeferred", "--network", "none", "--label", "dm.size=42G", "busybox", "sleep", "3600")
+	e.WaitFor("the plugin to refuse the container", 30*time.Second, func() bool {
+		return harness.CountLines(e.DaemonLog(), "nodeferred", "deferred device removal") > 0
+	})
+	if got := e.ExecRootSize(id); !about(got, 10*G) {
+		t.Fatalf("container runs at %d bytes, want its base 10 GiB", got)
+	}
+	e.Docker("rm", "-f", id)
+}

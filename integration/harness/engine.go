@@ -27,6 +27,8 @@ type Setup struct {
 	MetaSize string // loop-lvm and containerd-devmapper: sparse metadata file size
 	BaseSize string // dm.basesize / base_image_size
 	VGSize   string // direct-lvm: volume group smaller than the spare disk
+	// NoDeferredRemoval starts the graph driver without deferred removal and deletion.
+	NoDeferredRemoval bool
 }
 
 func (s Setup) args() []string {
@@ -38,6 +40,9 @@ func (s Setup) args() []string {
 		if kv[1] != "" {
 			a = append(a, kv[0], kv[1])
 		}
+	}
+	if s.NoDeferredRemoval {
+		a = append(a, "--deferred-removal", "false")
 	}
 	return a
 }
