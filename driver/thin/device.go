@@ -71,17 +71,22 @@ func GrowDevice(c Mapper, name string, pool dm.Dev, newSize int64) (Grown, error
 	case want == cur:
 		return g, nil
 	}
-	if err := reload(c, name, dm.Target{Start: 0, Length: want, Type: "thin", Params: tt.String()}, &g.Stall); err != nil {
+	old := dm.Target{Start: 0, Length: cur, Type: "thin", Params: tt.String()}
+	t := old
+	t.Length = want
+	if err := reload(c, name, old, t, &g.Stall); err != nil {
 		return g, err
 	}
 	g.After = int64(want) * size.Sector
 	return g, nil
 }
 
-// reload loads t as name's only target and resumes, which swaps it in (the kernel suspends,
-// flushing, around the swap). On failure it clears the inactive table and makes sure the
-// device is running again, whatever state the failed step left it in.
-func reload(c Mapper, name string, t dm.Target, stall *time.Duration) error {
+// reload loads t as name's only target in place of old and resumes, which swaps it in (the
+// kernel suspends, flushing, around the swap). If that fails, the device is put back running
+// on old: a resume can fail after the kernel swapped the table in (a target's pre-resume
+// check), leaving the device suspended on the new table, which a second resume would only
+// retry; so the old table is loaded back when the live one is not old.
+func reload(c Mapper, name string, old, t dm.Target, stall *time.Duration) error {
 	if err := c.Load(name, []dm.Target{t}); err != nil {
 		return err
 	}
@@ -94,10 +99,17 @@ func reload(c Mapper, name string, t dm.Target, stall *time.Duration) error {
 	if cerr := c.ClearInactive(name); cerr != nil {
 		err = fmt.Errorf("%w (and clearing the new table: %v)", err, cerr)
 	}
-	if info, ierr := c.Info(name); ierr == nil && info.Suspended {
-		if rerr := c.Resume(name); rerr != nil {
-			err = fmt.Errorf("%w (and %s stays suspended: %v)", err, name, rerr)
+	info, ierr := c.Info(name)
+	if ierr != nil || !info.Suspended {
+		return err
+	}
+	if live, lerr := c.Table(name); lerr != nil || len(live) != 1 || live[0] != old {
+		if lerr := c.Load(name, []dm.Target{old}); lerr != nil {
+			return fmt.Errorf("%w (and loading the old table back: %v)", err, lerr)
 		}
+	}
+	if rerr := c.Resume(name); rerr != nil {
+		return fmt.Errorf("%w (and %s stays suspended: %v)", err, name, rerr)
 	}
 	return err
 }

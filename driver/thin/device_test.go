@@ -15,6 +15,8 @@ type fakeMapper struct {
 	status         map[string]string
 	suspended      map[string]bool
 	resumeErr      error // returned by the next Resume that has a table to swap
+	swapThenFail   bool  // resumeErr comes after the swap, and sticks to the new table
+	failingTable   []dm.Target
 	calls          []string
 }
 
@@ -53,11 +55,20 @@ func (f *fakeMapper) ClearInactive(name string) error {
 func (f *fakeMapper) Resume(name string) error {
 	f.calls = append(f.calls, "resume "+name)
 	if f.inactive[name] != nil && f.resumeErr != nil {
-		// As the kernel can: suspended for the swap, then the swap failed.
 		f.suspended[name] = true
 		err := f.resumeErr
 		f.resumeErr = nil
+		if f.swapThenFail {
+			// As a target's pre-resume check does: the new table is live, the device
+			// suspended, and every resume on that table fails the same way.
+			f.live[name] = f.inactive[name]
+			f.failingTable = f.inactive[name]
+			delete(f.inactive, name)
+		}
 		return err
+	}
+	if f.failingTable != nil && f.inactive[name] == nil && sameTable(f.live[name], f.failingTable) {
+		return errors.New("dm: resume: invalid argument (again)")
 	}
 	if t := f.inactive[name]; t != nil {
 		f.live[name] = t
@@ -65,6 +76,18 @@ func (f *fakeMapper) Resume(name string) error {
 	}
 	f.suspended[name] = false
 	return nil
+}
+
+func sameTable(a, b []dm.Target) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 var pool = dm.Dev{Major: 253, Minor: 0}
@@ -167,6 +190,24 @@ func TestGrowDeviceFailedResumeLeavesDeviceResumed(t *testing.T) {
 	}
 	if f.live["c1"][0].Length != 20971520 {
 		t.Fatalf("live table changed: %+v", f.live["c1"])
+	}
+}
+
+// The same when the kernel had swapped the new table in before the resume failed: the old
+// table is loaded back and the device runs on it.
+func TestReloadFailureAfterSwapRestoresOldTable(t *testing.T) {
+	f := poolFake()
+	f.resumeErr = errors.New("dm: resume pool: invalid argument")
+	f.swapThenFail = true
+	_, err := ReloadPool(f, "pool", 16777216)
+	if err == nil || !strings.Contains(err.Error(), "resume pool") {
+		t.Fatalf("error %v", err)
+	}
+	if f.suspended["pool"] {
+		t.Fatalf("pool left suspended; calls %v", f.calls)
+	}
+	if got := f.live["pool"][0]; got.Length != 8388608 || got.Params != "7:1 7:0 128 32768 1 skip_block_zeroing" {
+		t.Fatalf("live table %+v, want the old one", got)
 	}
 }
 

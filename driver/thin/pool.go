@@ -79,8 +79,10 @@ func ReloadPool(c Mapper, pool string, newLength uint64) (Reloaded, error) {
 	if before.Status.Fail || before.Status.NeedsCheck {
 		return r, fmt.Errorf("thin: pool %s is failed or needs a check (status %+v); not reloading it", pool, before.Status)
 	}
-	t := dm.Target{Start: 0, Length: newLength, Type: "thin-pool", Params: before.Table.String()}
-	if err := reload(c, pool, t, &r.Stall); err != nil {
+	old := dm.Target{Start: 0, Length: before.Length, Type: "thin-pool", Params: before.Table.String()}
+	t := old
+	t.Length = newLength
+	if err := reload(c, pool, old, t, &r.Stall); err != nil {
 		return r, err
 	}
 	r.After, err = ReadPool(c, pool)
