@@ -25,6 +25,12 @@ show docker stop -t 1 "$id"
 show docker start "$id"
 show docker exec "$id" df -h /
 docker rm -f "$id" >/dev/null
+show docker run -d --name bad-label --network none --label dm.size=42X busybox sleep 3600
+sleep 2
+show docker exec bad-label df -h /
+echo; echo "# the plugin's line about it, in dockerd's log:"
+grep -a 'bad-label' /var/log/dmsize-engine/dockerd.log | grep -o 'msg="{.*}"' | sed 's/^msg="//; s/"$//; s/\\"/"/g' | head -n 1 || true
+docker rm -f bad-label >/dev/null
 
 echo; echo "# strict mode: dmsize is also the engine's authorization plugin"
 docker plugin disable dmsize >/dev/null
@@ -33,6 +39,6 @@ docker plugin enable dmsize >/dev/null
 dmsize-engine authz dmsize >/dev/null 2>&1
 show docker run --rm --network none --label dm.size=42G busybox df -h /
 show docker run --rm --network none --label dm.size=42X busybox df -h / || true
-echo; echo "# the plugin's log lines (in dockerd's log):"
-grep -o '{\\"container.*root filesystem[^}]*}' /var/log/dmsize-engine/dockerd.log | sed 's/\\"/"/g' | head -n 3 || true
+echo; echo "# the plugin's lines about the sizings, in dockerd's log:"
+grep -a 'root filesystem' /var/log/dmsize-engine/dockerd.log | grep -o 'msg="{.*}"' | sed 's/^msg="//; s/"$//; s/\\"/"/g' | head -n 3 || true
 dmsize-engine reset >/dev/null 2>&1
