@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 	"unsafe"
-
-	"github.com/dmsize/dmsize/driver/errs"
 )
 
 // growExt4 grows the ext4 mounted at root (on dev) to newSize bytes. Its size is read from the
@@ -16,13 +14,10 @@ func growExt4(dev string, root *os.File, newSize int64) (before, after int64, er
 		return 0, 0, err
 	}
 	before = sb.Size()
-	newBlocks := uint64(newSize) / uint64(sb.BlockSize)
-	switch {
-	case newBlocks < sb.Blocks:
-		return before, before, &errs.ShrinkError{What: "filesystem on " + dev, Current: before, Requested: newSize}
-	case newBlocks == sb.Blocks:
-		return before, before, nil
+	if unchanged, err := checkGrow(dev, sb.BlockSize, sb.Blocks, newSize); err != nil || unchanged {
+		return before, before, err
 	}
+	newBlocks := uint64(newSize) / uint64(sb.BlockSize)
 	if err := ioctlPtr(root, ext4IocResizeFS, unsafe.Pointer(&newBlocks)); err != nil {
 		return before, before, fmt.Errorf("ext4 on %s: EXT4_IOC_RESIZE_FS from %d to %d bytes (%d blocks of %d): %w",
 			dev, before, newSize, newBlocks, sb.BlockSize, err)

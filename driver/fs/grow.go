@@ -47,9 +47,9 @@ func grow(dev string, newSize int64) (Result, error) {
 	// writes: journal replay, mount counts) only to find nothing to do. A mounted xfs's
 	// superblock can only lag behind, so a shrink seen here is real; the growers check again
 	// against the live filesystem.
-	newBlocks := uint64(newSize) / uint64(sb.BlockSize)
-	if newBlocks < sb.Blocks {
-		return res, &errs.ShrinkError{What: "filesystem on " + dev, Current: sb.Size(), Requested: newSize}
+	unchanged, err := checkGrow(dev, sb.BlockSize, sb.Blocks, newSize)
+	if err != nil {
+		return res, err
 	}
 	devSize, err := deviceSize(dev)
 	if err != nil {
@@ -70,7 +70,7 @@ func grow(dev string, newSize int64) (Result, error) {
 		res.Before, res.After, err = g(dev, root, newSize)
 		return res, err
 	}
-	if newBlocks == sb.Blocks {
+	if unchanged {
 		return res, nil
 	}
 	err = withPrivateMount(dev, rdev, sb.Type, func(root *os.File) error {
@@ -79,6 +79,17 @@ func grow(dev string, newSize int64) (Result, error) {
 		return gerr
 	})
 	return res, err
+}
+
+// checkGrow is the one place of the never-shrink rule: growing the filesystem on dev of
+// blocks blocks of blockSize bytes to newSize bytes is refused with an *errs.ShrinkError if
+// it would shrink it, and unchanged when it would keep its block count.
+func checkGrow(dev string, blockSize uint32, blocks uint64, newSize int64) (unchanged bool, err error) {
+	newBlocks := uint64(newSize) / uint64(blockSize)
+	if newBlocks < blocks {
+		return false, &errs.ShrinkError{What: "filesystem on " + dev, Current: int64(blocks) * int64(blockSize), Requested: newSize}
+	}
+	return newBlocks == blocks, nil
 }
 
 // blockDevice returns the device number of block device node dev.

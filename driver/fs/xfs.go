@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 	"unsafe"
-
-	"github.com/dmsize/dmsize/driver/errs"
 )
 
 // xfsGeomV1 mirrors struct xfs_fsop_geom_v1 (xfs_fs.h), the answer to XFS_IOC_FSGEOMETRY_V1.
@@ -57,13 +55,10 @@ func growXFS(dev string, root *os.File, newSize int64) (before, after int64, err
 		return 0, 0, err
 	}
 	before = g.size()
-	newBlocks := uint64(newSize) / uint64(g.BlockSize)
-	switch {
-	case newBlocks < g.DataBlocks:
-		return before, before, &errs.ShrinkError{What: "filesystem on " + dev, Current: before, Requested: newSize}
-	case newBlocks == g.DataBlocks:
-		return before, before, nil
+	if unchanged, err := checkGrow(dev, g.BlockSize, g.DataBlocks, newSize); err != nil || unchanged {
+		return before, before, err
 	}
+	newBlocks := uint64(newSize) / uint64(g.BlockSize)
 	arg := xfsGrowFSData{NewBlocks: newBlocks, IMaxPct: g.IMaxPct}
 	if err := ioctlPtr(root, xfsIocFSGrowFSData, unsafe.Pointer(&arg)); err != nil {
 		return before, before, fmt.Errorf("xfs on %s: XFS_IOC_FSGROWFSDATA from %d to %d bytes (%d blocks of %d): %w",
