@@ -6,7 +6,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -55,17 +54,11 @@ func (c *Client) WaitReady(ctx context.Context) error {
 
 // Storage is the engine's devicemapper storage, from `docker info`.
 type Storage struct {
-	Driver           string // "devicemapper"; anything else is not for dmsize
-	PoolName         string // e.g. "docker-254:0-131101-pool" or "docker-thinpool"
-	DataRoot         string // e.g. /var/lib/docker
-	Filesystem       string // backing filesystem: "xfs" or "ext4"
-	DeferredRemoval  bool
-	DeferredDeletion bool
-	DataLoopFile     string // loop-lvm only
-	MetaLoopFile     string
-	BaseSize         int64
-	APIVersion       string
-	ServerVersion    string
+	Driver          string // "devicemapper"; anything else is not for dmsize
+	PoolName        string // e.g. "docker-254:0-131101-pool" or "docker-thinpool"
+	DataRoot        string // e.g. /var/lib/docker
+	DeferredRemoval bool
+	ServerVersion   string
 }
 
 // Home is the graph driver's home, where its metadata directory lives.
@@ -77,40 +70,14 @@ func (c *Client) Storage(ctx context.Context) (Storage, error) {
 	if err != nil {
 		return Storage{}, fmt.Errorf("engine: docker info: %w", err)
 	}
-	s := Storage{Driver: info.Driver, DataRoot: info.DockerRootDir, ServerVersion: info.ServerVersion, APIVersion: c.api.ClientVersion()}
+	s := Storage{Driver: info.Driver, DataRoot: info.DockerRootDir, ServerVersion: info.ServerVersion}
 	for _, kv := range info.DriverStatus {
 		switch kv[0] {
 		case "Pool Name":
 			s.PoolName = kv[1]
-		case "Backing Filesystem":
-			s.Filesystem = kv[1]
 		case "Deferred Removal Enabled":
 			s.DeferredRemoval = kv[1] == "true"
-		case "Deferred Deletion Enabled":
-			s.DeferredDeletion = kv[1] == "true"
-		case "Data loop file":
-			s.DataLoopFile = kv[1]
-		case "Metadata loop file":
-			s.MetaLoopFile = kv[1]
-		case "Base Device Size":
-			s.BaseSize = parseDecimalSize(kv[1])
 		}
 	}
 	return s, nil
-}
-
-// parseDecimalSize reads docker info's human sizes ("10.74GB": decimal units, as the engine
-// prints them with units.HumanSize). Approximate by nature; 0 when unreadable.
-func parseDecimalSize(s string) int64 {
-	mult := map[string]float64{"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "PB": 1e15}
-	for _, u := range []string{"kB", "MB", "GB", "TB", "PB", "B"} {
-		if strings.HasSuffix(s, u) {
-			f, err := strconv.ParseFloat(strings.TrimSuffix(s, u), 64)
-			if err != nil {
-				return 0
-			}
-			return int64(f * mult[u])
-		}
-	}
-	return 0
 }
