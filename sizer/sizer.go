@@ -132,11 +132,17 @@ func (s *Sizer) Ensure(ctx context.Context, id string) (Result, error) {
 		return res, err
 	}
 
-	// 1. The intent, so a restarted plugin knows what this container was to become.
-	rec = Record{ID: c.ID, Name: c.Name, Device: c.DeviceName, DeviceID: c.DeviceID, Label: label, Want: want, Applied: rec.Applied}
-	if err := s.store.Put(rec); err != nil {
-		return res, err
+	// 1. The intent, so a restarted plugin knows what this container was to become (written
+	// only when it says something new: this runs on every event of a sized container).
+	intent := Record{ID: c.ID, Name: c.Name, Device: c.DeviceName, DeviceID: c.DeviceID, Label: label, Want: want, Applied: rec.Applied}
+	stored := rec
+	stored.Updated = time.Time{}
+	if stored != intent {
+		if err := s.store.Put(intent); err != nil {
+			return res, err
+		}
 	}
+	rec = intent
 	// 2. The size for the daemon's next start: from then on it activates the device at it.
 	meta, err := s.metadataPath(c.DeviceName)
 	if err != nil {
@@ -193,8 +199,13 @@ func (s *Sizer) Ensure(ctx context.Context, id string) (Result, error) {
 	return res, nil
 }
 
-// check applies the policy, counting what dmsize gave the other containers.
+// check applies the policy, counting what dmsize gave the other containers. The pool and the
+// records are read only for a size that would grow the container: the over-commit bound is
+// about growth, and every start event of a sized container passes here.
 func (s *Sizer) check(c engine.Container, label string, current int64) (int64, error) {
+	if want, err := size.Parse(label); err == nil && want <= current {
+		return s.policy.Check(label, current, 0, 0)
+	}
 	p, err := thin.ReadPool(s.ctl, s.storage.PoolName)
 	if err != nil {
 		return 0, err
