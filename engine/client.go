@@ -59,6 +59,9 @@ type Storage struct {
 	DataRoot        string // e.g. /var/lib/docker
 	DeferredRemoval bool
 	ServerVersion   string
+	// DataLoopFile and MetaLoopFile are loop-lvm's sparse files; empty for a pool on block
+	// devices (direct-lvm, or dm.thinpooldev on anything else).
+	DataLoopFile, MetaLoopFile string
 }
 
 // Home is the graph driver's home, where its metadata directory lives.
@@ -77,6 +80,10 @@ func (c *Client) Storage(ctx context.Context) (Storage, error) {
 			s.PoolName = kv[1]
 		case "Deferred Removal Enabled":
 			s.DeferredRemoval = kv[1] == "true"
+		case "Data loop file":
+			s.DataLoopFile = kv[1]
+		case "Metadata loop file":
+			s.MetaLoopFile = kv[1]
 		}
 	}
 	return s, nil

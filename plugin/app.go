@@ -9,6 +9,8 @@ import (
 
 	"github.com/dmsize/dmsize/driver/dm"
 	"github.com/dmsize/dmsize/engine"
+	"github.com/dmsize/dmsize/guard"
+	"github.com/dmsize/dmsize/metrics"
 	"github.com/dmsize/dmsize/sizer"
 )
 
@@ -58,11 +60,24 @@ func (a *app) run(ctx context.Context) {
 		log.WithError(err).Error("opening the state directory; dmsize does nothing")
 		return
 	}
-	s, err := sizer.New(eng, ctl, st, sizer.Policy{Max: a.cfg.MaxSize, Overcommit: a.cfg.Overcommit}, store, sizer.NewHolder(a.cfg.MapperDir), log)
+	m := metrics.New(st.PoolName)
+	if a.cfg.MetricsAddr != "off" {
+		go func() {
+			if err := m.Serve(ctx, a.cfg.MetricsAddr); err != nil {
+				log.WithError(err).Errorf("serving metrics on %s (docker plugin set dmsize METRICS_ADDR=...)", a.cfg.MetricsAddr)
+			}
+		}()
+	}
+	policy := sizer.Policy{Max: a.cfg.MaxSize, Overcommit: a.cfg.Overcommit}
+	if g := a.startGuard(ctx, st, m, log); g != nil {
+		policy.Ceiling = g.Ceiling
+	}
+	s, err := sizer.New(eng, ctl, st, policy, store, sizer.NewHolder(a.cfg.MapperDir), log)
 	if err != nil {
 		log.WithError(err).Error("dmsize does nothing")
 		return
 	}
+	s.Observe = m.Sized
 	a.sizer.Store(s)
 	log.WithFields(logrus.Fields{"mode": a.cfg.Mode, "max_size": a.cfg.MaxSize, "overcommit": a.cfg.Overcommit}).Info("dmsize ready")
 	eng.Follow(ctx, log, s.Reconcile, func(ctx context.Context, ev engine.Event) {
@@ -84,4 +99,22 @@ func (a *app) run(ctx context.Context) {
 			go s.Forget(ev.ID)
 		}
 	})
+}
+
+// startGuard starts the pool guard on its own device-mapper handle; nil if it cannot run.
+func (a *app) startGuard(ctx context.Context, st engine.Storage, m *metrics.Metrics, log logrus.FieldLogger) *guard.Guard {
+	ctl, err := dm.Open()
+	if err != nil {
+		log.WithError(err).Error("pool guard: opening device-mapper; the pool is not guarded")
+		return nil
+	}
+	ext, err := guard.NewExtender(ctl, st, a.cfg.Guard, guard.HostLVM(a.cfg.HostRoot))
+	if err != nil {
+		ctl.Close()
+		log.WithError(err).Error("pool guard: the pool is not guarded")
+		return nil
+	}
+	g := &guard.Guard{Pool: st.PoolName, Ctl: ctl, Ext: ext, Policy: a.cfg.Guard, Log: log, Obs: m}
+	go g.Run(ctx)
+	return g
 }

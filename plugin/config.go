@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/guard"
 )
 
 // config is the plugin's settings: environment variables, set with `docker plugin set`.
@@ -17,6 +19,10 @@ type config struct {
 	StateDir   string  // STATE_DIR: the plugin's records, on the host
 	DockerHost string  // DOCKER_HOST: the engine's API socket as mounted in the plugin
 	MapperDir  string  // where /dev/mapper is
+
+	Guard       guard.Policy // GUARD, GUARD_THRESHOLD, GUARD_STEP, MAX_POOL_SIZE, MIN_HOST_FREE, GUARD_INTERVAL
+	MetricsAddr string       // METRICS_ADDR: host:port for /metrics; "off" serves none
+	HostRoot    string       // HOST_ROOT: the host's / as the plugin sees it, for the host's lvm
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -42,6 +48,43 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.Overcommit, err = strconv.ParseFloat(get("OVERCOMMIT", "1.5"), 64); err != nil || c.Overcommit <= 0 {
 		return c, fmt.Errorf("OVERCOMMIT=%q: must be a positive number (e.g. 1.5)", getenv("OVERCOMMIT"))
+	}
+	c.MetricsAddr = get("METRICS_ADDR", "127.0.0.1:9434")
+	c.HostRoot = get("HOST_ROOT", "/proc/1/root")
+	c.Guard = guard.DefaultPolicy()
+	switch g := get("GUARD", "on"); g {
+	case "on":
+	case "off":
+		c.Guard.Extend = false
+	default:
+		return c, fmt.Errorf("GUARD=%q: must be on or off", g)
+	}
+	if v := getenv("GUARD_THRESHOLD"); strings.TrimSpace(v) != "" {
+		if c.Guard.Threshold, err = guard.ParseThreshold(v); err != nil {
+			return c, fmt.Errorf("GUARD_THRESHOLD: %v", err)
+		}
+	}
+	if v := getenv("GUARD_STEP"); strings.TrimSpace(v) != "" {
+		if c.Guard.Step, err = guard.ParseStep(v); err != nil {
+			return c, fmt.Errorf("GUARD_STEP: %v", err)
+		}
+	}
+	if v := get("MAX_POOL_SIZE", "0"); v != "0" && v != "none" {
+		if c.Guard.MaxData, err = size.Parse(v); err != nil {
+			return c, fmt.Errorf("MAX_POOL_SIZE: %v (0 or none: no cap)", err)
+		}
+	}
+	if v := getenv("MIN_HOST_FREE"); strings.TrimSpace(v) != "" {
+		if c.Guard.MinHostFree, err = size.Parse(v); err != nil && strings.TrimSpace(v) != "0" {
+			return c, fmt.Errorf("MIN_HOST_FREE: %v", err)
+		}
+	}
+	if v := getenv("GUARD_INTERVAL"); strings.TrimSpace(v) != "" {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d < time.Second || d > time.Hour {
+			return c, fmt.Errorf("GUARD_INTERVAL=%q: want a duration from 1s to 1h (e.g. 10s)", v)
+		}
+		c.Guard.Interval = d
 	}
 	return c, nil
 }

@@ -15,6 +15,9 @@ type Policy struct {
 	// Overcommit × the pool's data size (OVERCOMMIT). Devices the engine sized itself are the
 	// engine's business and do not count.
 	Overcommit float64
+	// Ceiling, when set (by the pool guard), turns the pool's data size into the size the
+	// over-commit bound counts with, and says in words what that size is.
+	Ceiling func(poolData int64) (int64, string)
 }
 
 // Rejection is a label dmsize will not act on, with the reason in words.
@@ -43,10 +46,16 @@ func (p Policy) Check(label string, current, poolData, others int64) (int64, err
 		return 0, &Rejection{label, fmt.Sprintf("%s is smaller than the current size %s; dmsize never shrinks a filesystem", size.Format(want), size.Format(current))}
 	}
 	if p.Overcommit > 0 && poolData > 0 {
-		limit := int64(p.Overcommit * float64(poolData))
+		base, what := poolData, "the pool's "+size.Format(poolData)+" data"
+		if p.Ceiling != nil {
+			if c, note := p.Ceiling(poolData); note != "" {
+				base, what = max(c, poolData), note
+			}
+		}
+		limit := int64(p.Overcommit * float64(base))
 		if others+want > limit {
-			return 0, &Rejection{label, fmt.Sprintf("the pool cannot hold it: %s for this container plus %s given to others is above %.2g × the pool's %s data (%s; docker plugin set dmsize OVERCOMMIT=...)",
-				size.Format(want), size.Format(others), p.Overcommit, size.Format(poolData), size.Format(limit))}
+			return 0, &Rejection{label, fmt.Sprintf("the pool cannot hold it: %s for this container plus %s given to others is above %.2g × %s (%s; docker plugin set dmsize OVERCOMMIT=...)",
+				size.Format(want), size.Format(others), p.Overcommit, what, size.Format(limit))}
 		}
 	}
 	return want, nil

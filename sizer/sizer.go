@@ -37,6 +37,8 @@ type Sizer struct {
 	log     logrus.FieldLogger
 	// ActivateTimeout bounds how long Ensure waits for the engine to mount a stopped container.
 	ActivateTimeout time.Duration
+	// Observe, when set, is told each Ensure's outcome (for the metrics).
+	Observe func(action string, err error)
 
 	locks sync.Map // container id -> *sync.Mutex: one Ensure at a time per container
 }
@@ -80,6 +82,14 @@ type Result struct {
 // or not on devicemapper, is left alone. A label dmsize will not act on is logged once, with
 // the reason, and returned as a *Rejection; the container keeps its current size.
 func (s *Sizer) Ensure(ctx context.Context, id string) (Result, error) {
+	r, err := s.ensure(ctx, id)
+	if s.Observe != nil {
+		s.Observe(r.Action, err)
+	}
+	return r, err
+}
+
+func (s *Sizer) ensure(ctx context.Context, id string) (Result, error) {
 	defer s.lock(id)()
 	start := time.Now()
 	c, err := s.eng.Container(ctx, id)

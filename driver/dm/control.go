@@ -154,6 +154,12 @@ func (c *Control) Status(name string) ([]Target, error) {
 	return c.tableStatus("status", name, 0)
 }
 
+// StatusNoFlush is Status with DM_NOFLUSH_FLAG: a thin pool reports its in-core counts without
+// committing its metadata, so a watcher may call it often without adding metadata writes.
+func (c *Control) StatusNoFlush(name string) ([]Target, error) {
+	return c.tableStatus("status", name, flagNoFlush)
+}
+
 func (c *Control) tableStatus(op, name string, flags uint32) ([]Target, error) {
 	rep, err := c.named(op, name, request{cmd: cmdTableStatus, flags: flags, room: defaultRoom, grow: true})
 	if err != nil {

@@ -19,6 +19,22 @@ type Pool struct {
 
 // ReadPool reads pool's table and status. It fails if pool is not a single thin-pool target.
 func ReadPool(c Mapper, pool string) (Pool, error) {
+	return readPool(c, pool, c.Status)
+}
+
+// NoFlushMapper can read a status without making a thin pool commit its metadata.
+type NoFlushMapper interface {
+	Mapper
+	StatusNoFlush(name string) ([]dm.Target, error)
+}
+
+// ReadPoolNoFlush is ReadPool without the metadata commit a status read otherwise causes: the
+// counts are the kernel's in-core ones, exact, and a watcher may read them often.
+func ReadPoolNoFlush(c NoFlushMapper, pool string) (Pool, error) {
+	return readPool(c, pool, c.StatusNoFlush)
+}
+
+func readPool(c Mapper, pool string, statusOf func(string) ([]dm.Target, error)) (Pool, error) {
 	table, err := c.Table(pool)
 	if err != nil {
 		return Pool{}, err
@@ -30,7 +46,7 @@ func ReadPool(c Mapper, pool string) (Pool, error) {
 	if err != nil {
 		return Pool{}, fmt.Errorf("thin: pool %s: %w", pool, err)
 	}
-	status, err := c.Status(pool)
+	status, err := statusOf(pool)
 	if err != nil {
 		return Pool{}, err
 	}

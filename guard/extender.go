@@ -1,0 +1,63 @@
+package guard
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dmsize/dmsize/driver/thin"
+	"github.com/dmsize/dmsize/engine"
+)
+
+// Extender grows what backs one kind of pool.
+type Extender interface {
+	// Kind is "loop-lvm", "direct-lvm" or "block".
+	Kind() string
+	// Room is how many bytes the pool may still take from what backs it under the policy,
+	// and what limits that, in words with the numbers.
+	Room() (int64, string, error)
+	// Extend makes the pool's data and metadata data and meta bytes (a size equal to the
+	// current one leaves that part alone) and has the kernel take them in. It returns how long
+	// the pool's I/O was held where that is known. Repeating it is safe.
+	Extend(p thin.Pool, data, meta int64) (time.Duration, error)
+}
+
+// NewExtender picks the extender for the engine's pool: the loop files the engine reports, an
+// LVM thin pool (its device-mapper UUID starts with "LVM-"), or else a plain block device that
+// nothing can grow.
+func NewExtender(c thin.Mapper, st engine.Storage, policy Policy, lvm Runner) (Extender, error) {
+	if st.DataLoopFile != "" {
+		return &loopExtender{c: c, pool: st.PoolName, data: st.DataLoopFile, meta: st.MetaLoopFile, minFree: policy.MinHostFree}, nil
+	}
+	info, err := c.Info(st.PoolName)
+	if err != nil {
+		return nil, err
+	}
+	if strings.HasPrefix(info.UUID, "LVM-") {
+		vg, lv, ok := LVMNames(st.PoolName)
+		if !ok {
+			return nil, fmt.Errorf("guard: pool %s has an LVM UUID but its name does not split into volume group and logical volume", st.PoolName)
+		}
+		return &lvmExtender{run: lvm, vg: vg, lv: lv}, nil
+	}
+	p, err := thin.ReadPool(c, st.PoolName)
+	if err != nil {
+		return nil, err
+	}
+	return blockExtender{dev: p.Table.DataDev}, nil
+}
+
+// blockExtender is a pool on a device dmsize cannot grow (dm.thinpooldev on a partition or a
+// device not managed by LVM): the guard can only warn.
+type blockExtender struct{ dev string }
+
+func (blockExtender) Kind() string { return "block" }
+
+func (b blockExtender) Room() (int64, string, error) {
+	return 0, fmt.Sprintf("the pool's data device %s is neither a loop file nor an LVM volume; dmsize cannot grow it (extend the device and reload the pool by hand, or move to direct-lvm)", b.dev), nil
+}
+
+func (b blockExtender) Extend(thin.Pool, int64, int64) (time.Duration, error) {
+	_, why, _ := b.Room()
+	return 0, fmt.Errorf("guard: %s", why)
+}

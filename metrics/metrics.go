@@ -1,0 +1,133 @@
+// Package metrics exports what the pool guard and the sizer see and do, for Prometheus.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dmsize/dmsize/guard"
+)
+
+// Metrics is dmsize's registry. It is a guard.Observer.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	dataUsed, dataSize, dataRatio *prometheus.GaugeVec
+	metaUsed, metaSize, metaRatio *prometheus.GaugeVec
+	lastEvent, blocked            *prometheus.GaugeVec
+	lastExtension                 *prometheus.GaugeVec
+	extensions                    *prometheus.CounterVec
+	sized, failures, rejections   prometheus.Counter
+
+	pool string
+}
+
+// New registers dmsize's metrics for pool.
+func New(pool string) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), pool: pool}
+	gauge := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "dmsize", Name: name, Help: help}, append([]string{"pool"}, labels...))
+		m.reg.MustRegister(g)
+		return g
+	}
+	counter := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dmsize", Name: name, Help: help})
+		m.reg.MustRegister(c)
+		return c
+	}
+	m.dataUsed = gauge("pool_data_used_bytes", "Thin pool data space in use.")
+	m.dataSize = gauge("pool_data_size_bytes", "Thin pool data space in total.")
+	m.dataRatio = gauge("pool_data_used_ratio", "Thin pool data space in use, as a fraction of the total.")
+	m.metaUsed = gauge("pool_metadata_used_bytes", "Thin pool metadata space in use.")
+	m.metaSize = gauge("pool_metadata_size_bytes", "Thin pool metadata space in total.")
+	m.metaRatio = gauge("pool_metadata_used_ratio", "Thin pool metadata space in use, as a fraction of the total.")
+	m.lastEvent = gauge("pool_last_event_timestamp_seconds", "When the pool last raised a device-mapper event (Unix time).")
+	m.blocked = gauge("pool_extension_blocked", "1 while the pool needs an extension that the guard cannot make (cap, host disk, volume group, GUARD=off).")
+	m.lastExtension = gauge("pool_last_extension_seconds", "Time from the read that found a part over the threshold to its new size being live, for the last extension.", "part")
+	m.extensions = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dmsize", Name: "pool_extensions_total", Help: "Pool extensions, by part (data, metadata) and result (ok, failed)."}, []string{"pool", "part", "result"})
+	m.reg.MustRegister(m.extensions)
+	for _, part := range []string{"data", "metadata"} {
+		for _, result := range []string{"ok", "failed"} {
+			m.extensions.WithLabelValues(pool, part, result) // exported at 0 from the start
+		}
+	}
+	m.sized = counter("containers_sized_total", "Containers whose root filesystem dmsize grew to their dm.size label.")
+	m.failures = counter("resize_failures_total", "Sizing attempts that failed (not counting rejected labels).")
+	m.rejections = counter("size_rejections_total", "dm.size labels rejected (malformed, shrink, over the policy or the pool's headroom).")
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *Metrics) Read(u guard.Usage) {
+	m.dataUsed.WithLabelValues(m.pool).Set(float64(u.DataUsed))
+	m.dataSize.WithLabelValues(m.pool).Set(float64(u.DataTotal))
+	m.dataRatio.WithLabelValues(m.pool).Set(u.DataRatio())
+	m.metaUsed.WithLabelValues(m.pool).Set(float64(u.MetaUsed))
+	m.metaSize.WithLabelValues(m.pool).Set(float64(u.MetaTotal))
+	m.metaRatio.WithLabelValues(m.pool).Set(u.MetaRatio())
+}
+
+func (m *Metrics) Event(at time.Time) {
+	m.lastEvent.WithLabelValues(m.pool).Set(float64(at.UnixNano()) / 1e9)
+}
+
+func (m *Metrics) Extended(e guard.Extension) {
+	result := "ok"
+	if e.Err != nil {
+		result = "failed"
+	} else {
+		m.lastExtension.WithLabelValues(m.pool, e.Part).Set(e.Live.Sub(e.Seen).Seconds())
+	}
+	m.extensions.WithLabelValues(m.pool, e.Part, result).Inc()
+}
+
+func (m *Metrics) Blocked(b bool) {
+	v := 0.0
+	if b {
+		v = 1
+	}
+	m.blocked.WithLabelValues(m.pool).Set(v)
+}
+
+// Sized counts one outcome of the sizer: "grown", a rejection, or a failure.
+func (m *Metrics) Sized(action string, err error) {
+	switch {
+	case action == "rejected":
+		m.rejections.Inc()
+	case err != nil:
+		m.failures.Inc()
+	case action == "grown":
+		m.sized.Inc()
+	}
+}
+
+// Handler serves the registry in Prometheus' text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Serve listens on addr and serves /metrics until ctx ends.
+func (m *Metrics) Serve(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
