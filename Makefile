@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 # Test VM profiles and the test packages each one runs.
 PROFILES := bookworm trixie
-VM_TESTS_bookworm := ./driver/dm ./driver/loop ./driver/fs ./driver/thin ./integration/graphdriver
+VM_TESTS_bookworm := ./driver/dm ./driver/loop ./driver/fs ./driver/thin ./integration/graphdriver ./guard
 VM_TESTS_trixie := ./integration/snapshotter
 # The VM suite also runs every benchmark once, so that none rots; `make bench` runs them for real.
 DMSIZE_BENCH ?= .

@@ -20,7 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/dmsize/dmsize/driver/internal/vmfixture"
+	"github.com/dmsize/dmsize/internal/vmfixture"
 )
 
 // loopDev attaches a loop device to file until the test ends and gives its number.

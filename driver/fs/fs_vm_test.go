@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dmsize/dmsize/driver/errs"
-	"github.com/dmsize/dmsize/driver/internal/vmfixture"
+	"github.com/dmsize/dmsize/internal/vmfixture"
 	"github.com/dmsize/dmsize/driver/loop"
 )
 

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dmsize/dmsize/driver/errs"
-	"github.com/dmsize/dmsize/driver/internal/vmfixture"
+	"github.com/dmsize/dmsize/internal/vmfixture"
 )
 
 const mib = 1 << 20

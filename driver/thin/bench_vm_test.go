@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/dmsize/dmsize/driver/fs"
-	"github.com/dmsize/dmsize/driver/internal/vmfixture"
+	"github.com/dmsize/dmsize/internal/vmfixture"
 )
 
 // BenchmarkGrowMounted grows a mounted, busy thin device and its filesystem by 256 MiB per

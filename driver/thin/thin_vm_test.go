@@ -12,7 +12,7 @@ import (
 	"github.com/dmsize/dmsize/driver/dm"
 	"github.com/dmsize/dmsize/driver/errs"
 	"github.com/dmsize/dmsize/driver/fs"
-	"github.com/dmsize/dmsize/driver/internal/vmfixture"
+	"github.com/dmsize/dmsize/internal/vmfixture"
 )
 
 const (

@@ -23,12 +23,14 @@ import (
 type Setup struct {
 	Kind     string // "loop-lvm" (default), "direct-lvm" or "containerd-devmapper"
 	FS       string // "xfs" (default) or "ext4"
-	DataSize string // loop-lvm and containerd-devmapper: sparse data file size
-	MetaSize string // loop-lvm and containerd-devmapper: sparse metadata file size
+	DataSize string // sparse data file size, or direct-lvm's data LV size
+	MetaSize string // sparse metadata file size, or direct-lvm's metadata LV size
 	BaseSize string // dm.basesize / base_image_size
 	VGSize   string // direct-lvm: volume group smaller than the spare disk
 	// NoDeferredRemoval starts the graph driver without deferred removal and deletion.
 	NoDeferredRemoval bool
+	// NoAutoextend leaves LVM's own thin pool autoextension off (direct-lvm).
+	NoAutoextend bool
 }
 
 func (s Setup) args() []string {
@@ -43,6 +45,9 @@ func (s Setup) args() []string {
 	}
 	if s.NoDeferredRemoval {
 		a = append(a, "--deferred-removal", "false")
+	}
+	if s.NoAutoextend {
+		a = append(a, "--autoextend", "off")
 	}
 	return a
 }
