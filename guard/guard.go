@@ -10,7 +10,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/size"
 	"github.com/dmsize/dmsize/driver/thin"
 )
 
@@ -145,7 +144,7 @@ func (g *Guard) Check() time.Duration {
 	}
 	room, why, err := g.Ext.Room()
 	if err != nil {
-		log.WithError(err).Error("pool guard: cannot tell how much room the pool has")
+		g.setBlocked(log, u, "cannot tell how much room the pool has: "+err.Error())
 		return g.Policy.Interval
 	}
 	g.mu.Lock()
@@ -166,7 +165,7 @@ func (g *Guard) Check() time.Duration {
 	au := UsageOf(after)
 	if extErr == nil && (au.DataTotal < plan.Data || au.MetaTotal < plan.Meta) {
 		extErr = fmt.Errorf("the kernel did not take the new size in (data %s, metadata %s after the reload; needs_check=%v)",
-			size.Format(au.DataTotal), size.Format(au.MetaTotal), after.Status.NeedsCheck)
+			human(au.DataTotal), human(au.MetaTotal), after.Status.NeedsCheck)
 	}
 	for _, part := range []struct {
 		name             string
@@ -181,9 +180,9 @@ func (g *Guard) Check() time.Duration {
 		f := log.WithFields(logrus.Fields{"part": part.name, "from": part.from, "to": part.to, "used": part.usedAt,
 			"used_ratio": fmt.Sprintf("%.3f", part.ratio), "ms": live.Sub(seen).Milliseconds(), "stall_ms": stall.Milliseconds(), "kind": g.Ext.Kind()})
 		if extErr != nil {
-			f.WithError(extErr).Errorf("pool guard: extending the pool's %s from %s to %s failed (%s used)", part.name, size.Format(part.from), size.Format(part.to), size.Format(part.usedAt))
+			f.WithError(extErr).Errorf("pool guard: extending the pool's %s from %s to %s failed (%s used)", part.name, human(part.from), human(part.to), human(part.usedAt))
 		} else {
-			f.Infof("pool guard: extended the pool's %s from %s to %s (%s used, %.0f%%)", part.name, size.Format(part.from), size.Format(part.to), size.Format(part.usedAt), 100*part.ratio)
+			f.Infof("pool guard: extended the pool's %s from %s to %s (%s used, %.0f%%)", part.name, human(part.from), human(part.to), human(part.usedAt), 100*part.ratio)
 		}
 	}
 	if extErr != nil {
@@ -227,7 +226,7 @@ func (g *Guard) setBlocked(log logrus.FieldLogger, u Usage, why string) {
 	}
 	if changed {
 		f.Warnf("pool guard: the pool needs more space and cannot get it: %s (data %s of %s used, metadata %s of %s)", why,
-			size.Format(u.DataUsed), size.Format(u.DataTotal), size.Format(u.MetaUsed), size.Format(u.MetaTotal))
+			human(u.DataUsed), human(u.DataTotal), human(u.MetaUsed), human(u.MetaTotal))
 	}
 	if !g.errLogged && (u.OutOfData || u.DataRatio() >= 0.95 || u.MetaRatio() >= 0.95) {
 		f.Errorf("pool guard: the pool is nearly full (data %.0f%%, metadata %.0f%%, mode %s) and cannot be extended: %s; writes in every container will fail when it is full",
@@ -252,8 +251,8 @@ func (g *Guard) logDeciles(log logrus.FieldLogger, u Usage) {
 	}
 	g.loggedPct = [2]int{d, m}
 	log.WithFields(logrus.Fields{"data_used": u.DataUsed, "data_size": u.DataTotal, "metadata_used": u.MetaUsed, "metadata_size": u.MetaTotal}).
-		Infof("pool: data %.0f%% used (%s of %s), metadata %.0f%% (%s of %s)", 100*u.DataRatio(), size.Format(u.DataUsed), size.Format(u.DataTotal),
-			100*u.MetaRatio(), size.Format(u.MetaUsed), size.Format(u.MetaTotal))
+		Infof("pool: data %.0f%% used (%s of %s), metadata %.0f%% (%s of %s)", 100*u.DataRatio(), human(u.DataUsed), human(u.DataTotal),
+			100*u.MetaRatio(), human(u.MetaUsed), human(u.MetaTotal))
 }
 
 // roomMaxAge bounds how stale Ceiling's view of the backing store's room may be.
@@ -289,5 +288,17 @@ func (g *Guard) Ceiling(poolData int64) (int64, string) {
 	if ceiling <= poolData {
 		return poolData, ""
 	}
-	return ceiling, fmt.Sprintf("%s, the size the pool guard may extend the pool's %s data to", size.Format(ceiling), size.Format(poolData))
+	return ceiling, fmt.Sprintf("%s, the size the pool guard may extend the pool's %s data to", human(ceiling), human(poolData))
+}
+
+// human formats a measured size for the logs: 2 decimals in GiB, 1 in MiB.
+func human(b int64) string {
+	switch {
+	case b >= 1<<30 || b <= -1<<30:
+		return fmt.Sprintf("%.2fGiB", float64(b)/(1<<30))
+	case b >= 1<<20 || b <= -1<<20:
+		return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20))
+	default:
+		return fmt.Sprintf("%dKiB", b>>10)
+	}
 }

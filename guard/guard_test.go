@@ -101,7 +101,7 @@ func TestCheckExtendsDataAndMetadata(t *testing.T) {
 	if got := int64(p.blocks) * 65536; got != 3*gib+roundUp(3*gib/5, 65536) {
 		t.Errorf("data now %d", got)
 	}
-	if !logged(h, logrus.InfoLevel, "extended the pool's data from 3GiB") {
+	if !logged(h, logrus.InfoLevel, "extended the pool's data from 3.00GiB") {
 		t.Errorf("no info line for the extension: %v", h.AllEntries())
 	}
 	// Now under the threshold: nothing to do, and not blocked.

@@ -9,7 +9,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dmsize/dmsize/driver/size"
 	"github.com/dmsize/dmsize/driver/thin"
 )
 
@@ -23,8 +22,8 @@ type Runner func(ctx context.Context, args ...string) (string, error)
 // namespace (libdevmapper's udev cookies are semaphores).
 func HostLVM(root string) Runner {
 	return func(ctx context.Context, args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, "lvm", args...)
-		cmd.Path = "/sbin/lvm" // looked up inside root, after the chroot
+		// An absolute path: exec looks a bare name up in the plugin's rootfs, before the chroot.
+		cmd := exec.CommandContext(ctx, "/sbin/lvm", args...)
 		cmd.Dir = "/"
 		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LVM_SUPPRESS_FD_WARNINGS=1", "LC_ALL=C"}
 		if root != "/" {
@@ -83,7 +82,7 @@ func (l *lvmExtender) Room() (int64, string, error) {
 	if err != nil {
 		return 0, "", fmt.Errorf("guard: vgs %s: unexpected output %q", l.vg, out)
 	}
-	return free, fmt.Sprintf("volume group %s has %s free (vgextend %s with another disk)", l.vg, size.Format(free), l.vg), nil
+	return free, fmt.Sprintf("volume group %s has %s free (vgextend %s with another disk)", l.vg, human(free), l.vg), nil
 }
 
 // Extend asks for absolute sizes, so a repeat after a crash asks for what is already there

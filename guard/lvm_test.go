@@ -48,7 +48,7 @@ func TestLVMExtender(t *testing.T) {
 		return "", fail[args[1]]
 	}}
 	room, why, err := l.Room()
-	if err != nil || room != gib || !strings.Contains(why, "volume group docker has 1GiB free") {
+	if err != nil || room != gib || !strings.Contains(why, "volume group docker has 1.00GiB free") {
 		t.Fatalf("Room = %d %q %v", room, why, err)
 	}
 	calls = nil
