@@ -55,6 +55,7 @@ type Guard struct {
 	loggedPct [2]int // the last data and metadata deciles logged
 	errLogged bool   // the "nearly full and cannot extend" error is out for this episode
 	readErr   string
+	lastTook  time.Duration // how long the last extension took to be live
 }
 
 type sample struct {
@@ -62,8 +63,12 @@ type sample struct {
 	dataUsed, metaUsed int64
 }
 
-// minWait bounds how often a filling pool is read: an ioctl that commits nothing.
-const minWait = 100 * time.Millisecond
+// minWait bounds how often a filling pool is read: an ioctl that commits nothing. minLead is
+// the least time ahead of the threshold at which a fast-filling part is extended.
+const (
+	minWait = 100 * time.Millisecond
+	minLead = 500 * time.Millisecond
+)
 
 // Run watches until ctx ends.
 func (g *Guard) Run(ctx context.Context) {
@@ -127,13 +132,13 @@ func (g *Guard) Check() time.Duration {
 	u := UsageOf(p)
 	g.Obs.Read(u)
 	g.logDeciles(log, u)
-	wait := g.nextWait(u)
+	wait := g.nextWait(&u)
 	g.mu.Lock()
 	g.usage = u
 	g.mu.Unlock()
 
-	needData := u.OutOfData || u.DataRatio() >= g.Policy.Threshold
-	needMeta := u.MetaRatio() >= g.Policy.Threshold
+	needData := u.OutOfData || u.DataSoon || u.DataRatio() >= g.Policy.Threshold
+	needMeta := u.MetaSoon || u.MetaRatio() >= g.Policy.Threshold
 	if !needData && !needMeta {
 		g.setBlocked(log, u, "")
 		return wait
@@ -159,6 +164,7 @@ func (g *Guard) Check() time.Duration {
 	stall, extErr := g.Ext.Extend(p, plan.Data, plan.Meta)
 	after, err := thin.ReadPoolNoFlush(g.Ctl, g.Pool)
 	live := time.Now()
+	g.lastTook = live.Sub(seen)
 	if err != nil {
 		extErr = errors.Join(extErr, err)
 	}
@@ -194,16 +200,24 @@ func (g *Guard) Check() time.Duration {
 }
 
 // nextWait predicts, from the fill rate since the last read, when a part reaches the threshold
-// and looks again halfway there; an idle pool is read every Interval.
-func (g *Guard) nextWait(u Usage) time.Duration {
+// and looks again halfway there; an idle pool is read every Interval. A part that will reach the
+// threshold sooner than an extension takes (the last one's time, at least minLead) is marked
+// Soon: waiting for it to cross would let the writers outrun the extension.
+func (g *Guard) nextWait(u *Usage) time.Duration {
 	now := time.Now()
 	wait := g.Policy.Interval
+	lead := max(g.lastTook, minLead)
 	if dt := now.Sub(g.prev.at); !g.prev.at.IsZero() && dt > 0 {
-		for _, part := range []struct{ used, prev, total int64 }{{u.DataUsed, g.prev.dataUsed, u.DataTotal}, {u.MetaUsed, g.prev.metaUsed, u.MetaTotal}} {
+		for _, part := range []struct {
+			used, prev, total int64
+			soon              *bool
+		}{{u.DataUsed, g.prev.dataUsed, u.DataTotal, &u.DataSoon}, {u.MetaUsed, g.prev.metaUsed, u.MetaTotal, &u.MetaSoon}} {
 			rate := float64(part.used-part.prev) / dt.Seconds() // bytes/s
 			left := g.Policy.Threshold*float64(part.total) - float64(part.used)
 			if rate > 0 && left > 0 {
-				wait = min(wait, time.Duration(left/rate/2*float64(time.Second)))
+				eta := time.Duration(left / rate * float64(time.Second))
+				wait = min(wait, eta/2)
+				*part.soon = eta <= lead
 			}
 		}
 	}

@@ -188,21 +188,21 @@ func TestCeiling(t *testing.T) {
 func TestNextWaitTightensWhileFilling(t *testing.T) {
 	g, _, _ := newGuard(&fakePool{}, &fakeExt{}, DefaultPolicy())
 	u := Usage{DataUsed: gib, DataTotal: 10 * gib, MetaTotal: gib}
-	if w := g.nextWait(u); w != 10*time.Second {
+	if w := g.nextWait(&u); w != 10*time.Second {
 		t.Errorf("first look waits %v", w)
 	}
 	g.prev.at = g.prev.at.Add(-time.Second) // 1 GiB/s since: 7 GiB to the threshold, look in 3.5 s
 	u.DataUsed = 2 * gib
-	if w := g.nextWait(u); w < 3*time.Second || w > 4*time.Second {
+	if w := g.nextWait(&u); w < 3*time.Second || w > 4*time.Second {
 		t.Errorf("filling at 1 GiB/s with 6 GiB left waits %v", w)
 	}
 	g.prev.at = g.prev.at.Add(-time.Second)
 	u.DataUsed = 7*gib + 999*mib // 1 MiB before the threshold
-	if w := g.nextWait(u); w != minWait {
-		t.Errorf("just before the threshold waits %v, want %v", w, minWait)
+	if w := g.nextWait(&u); w != minWait || !u.DataSoon {
+		t.Errorf("just before the threshold waits %v, want %v, and the data is due soon (%v)", w, minWait, u.DataSoon)
 	}
 	g.prev.at = g.prev.at.Add(-time.Second)
-	if w := g.nextWait(u); w != 10*time.Second {
+	if w := g.nextWait(&u); w != 10*time.Second {
 		t.Errorf("an idle pool waits %v", w)
 	}
 }

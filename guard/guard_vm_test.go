@@ -31,6 +31,8 @@ func (chanObs) Blocked(bool)           {}
 // rawWriter writes 1 MiB blocks with O_DIRECT, sequentially, to a thin device, so each write
 // allocates fresh pool blocks: the pool's use is the start plus what was written.
 type rawWriter struct {
+	once    sync.Once
+	err     error
 	mu      sync.Mutex
 	done    []write
 	stop    chan struct{}
@@ -88,13 +90,13 @@ func startRawWriter(t testing.TB, dev string, limit int64) *rawWriter {
 	return w
 }
 
+// Stop stops the writer and returns its error; a second call returns the same.
 func (w *rawWriter) Stop() error {
-	select {
-	case <-w.stop:
-	default:
+	w.once.Do(func() {
 		close(w.stop)
-	}
-	return <-w.stopped
+		w.err = <-w.stopped
+	})
+	return w.err
 }
 
 // crossed is when the write that took the bytes written to at least n completed.

@@ -1,7 +1,6 @@
 package guard
 
 import (
-	"context"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -13,7 +12,7 @@ import (
 )
 
 // Runner runs the host's lvm with args and returns its standard output.
-type Runner func(ctx context.Context, args ...string) (string, error)
+type Runner func(args ...string) (string, error)
 
 // HostLVM runs the host's own lvm binary inside the host's root (root is the host's / as the
 // plugin sees it: /proc/1/root with the host's pid namespace, or "/" on the host itself). The
@@ -21,9 +20,11 @@ type Runner func(ctx context.Context, args ...string) (string, error)
 // the plugin needs CAP_SYS_CHROOT, CAP_SYS_PTRACE (to enter /proc/1/root) and the host's IPC
 // namespace (libdevmapper's udev cookies are semaphores).
 func HostLVM(root string) Runner {
-	return func(ctx context.Context, args ...string) (string, error) {
+	return func(args ...string) (string, error) {
 		// An absolute path: exec looks a bare name up in the plugin's rootfs, before the chroot.
-		cmd := exec.CommandContext(ctx, "/sbin/lvm", args...)
+		// No timeout: lvm killed while it holds the pool suspended would leave every
+		// container's I/O hanging; lvm has its own timeouts.
+		cmd := exec.Command("/sbin/lvm", args...)
 		cmd.Dir = "/"
 		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LVM_SUPPRESS_FD_WARNINGS=1", "LC_ALL=C"}
 		if root != "/" {
@@ -68,13 +69,9 @@ type lvmExtender struct {
 
 func (l *lvmExtender) Kind() string { return "direct-lvm" }
 
-const lvmTimeout = 2 * time.Minute
-
 // Room is the volume group's free space.
 func (l *lvmExtender) Room() (int64, string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), lvmTimeout)
-	defer cancel()
-	out, err := l.run(ctx, "vgs", "--noheadings", "--nosuffix", "--units", "b", "-o", "vg_free", l.vg)
+	out, err := l.run("vgs", "--noheadings", "--nosuffix", "--units", "b", "-o", "vg_free", l.vg)
 	if err != nil {
 		return 0, "", err
 	}
@@ -90,17 +87,15 @@ func (l *lvmExtender) Room() (int64, string, error) {
 func (l *lvmExtender) Extend(p thin.Pool, data, meta int64) (time.Duration, error) {
 	_, dataNow := p.DataBytes()
 	_, metaNow := p.MetaBytes()
-	ctx, cancel := context.WithTimeout(context.Background(), lvmTimeout)
-	defer cancel()
 	lv := l.vg + "/" + l.lv
 	start := time.Now()
 	if data > dataNow {
-		if _, err := l.run(ctx, "lvextend", "-L", strconv.FormatInt(data, 10)+"b", lv); err != nil && !unchanged(err) {
+		if _, err := l.run("lvextend", "-L", strconv.FormatInt(data, 10)+"b", lv); err != nil && !unchanged(err) {
 			return time.Since(start), err
 		}
 	}
 	if meta > metaNow {
-		if _, err := l.run(ctx, "lvextend", "--poolmetadatasize", strconv.FormatInt(meta, 10)+"b", lv); err != nil && !unchanged(err) {
+		if _, err := l.run("lvextend", "--poolmetadatasize", strconv.FormatInt(meta, 10)+"b", lv); err != nil && !unchanged(err) {
 			return time.Since(start), err
 		}
 	}

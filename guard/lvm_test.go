@@ -1,7 +1,6 @@
 package guard
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -39,7 +38,7 @@ func poolOf(data, meta int64) thin.Pool {
 func TestLVMExtender(t *testing.T) {
 	var calls []string
 	fail := map[string]error{}
-	l := &lvmExtender{vg: "docker", lv: "thinpool", run: func(_ context.Context, args ...string) (string, error) {
+	l := &lvmExtender{vg: "docker", lv: "thinpool", run: func(args ...string) (string, error) {
 		c := strings.Join(args, " ")
 		calls = append(calls, c)
 		if args[0] == "vgs" {

@@ -14,6 +14,9 @@ type Usage struct {
 	MetaUsed, MetaTotal int64
 	DataBlock           int64 // bytes; the data size stays a multiple of it
 	OutOfData           bool  // the kernel already says out_of_data_space
+	// DataSoon and MetaSoon: at the current fill rate the part reaches the threshold before an
+	// extension started later could be live, so it is treated as over it.
+	DataSoon, MetaSoon bool
 }
 
 // UsageOf reads a pool's usage.
@@ -56,7 +59,7 @@ func (pl Plan) Grows(u Usage) bool { return pl.Data > u.DataTotal || pl.Meta > u
 func (p Policy) Plan(u Usage, room int64, roomWhy string) Plan {
 	pl := Plan{Data: u.DataTotal, Meta: u.MetaTotal}
 	var blocked []string
-	if u.OutOfData || u.DataRatio() >= p.Threshold {
+	if u.OutOfData || u.DataSoon || u.DataRatio() >= p.Threshold {
 		want := roundUp(u.DataTotal+max(p.Step.Of(u.DataTotal), u.DataBlock), u.DataBlock)
 		if p.MaxData > 0 && want > p.MaxData {
 			want = roundDown(p.MaxData, u.DataBlock)
@@ -74,7 +77,7 @@ func (p Policy) Plan(u Usage, room int64, roomWhy string) Plan {
 			room -= want - u.DataTotal
 		}
 	}
-	if u.MetaRatio() >= p.Threshold {
+	if u.MetaSoon || u.MetaRatio() >= p.Threshold {
 		want := roundUp(u.MetaTotal+max(p.Step.Of(u.MetaTotal), metaStepMin), 4096)
 		want = min(want, MaxMetadata)
 		if want <= u.MetaTotal {

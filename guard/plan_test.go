@@ -27,6 +27,8 @@ func TestPlan(t *testing.T) {
 			data: 3*gib + roundUp(3*gib/5, int64(blk)), meta: 16 * mib},
 		{name: "out of data space grows even below the threshold", u: Usage{DataUsed: gib, DataTotal: 3 * gib, OutOfData: true, MetaTotal: 16 * mib}, room: 100 * gib,
 			data: 3*gib + roundUp(3*gib/5, int64(blk)), meta: 16 * mib},
+		{name: "due soon grows before the threshold", u: Usage{DataUsed: 2 * gib, DataTotal: 3 * gib, DataSoon: true, MetaTotal: 16 * mib}, room: 100 * gib,
+			data: 3*gib + roundUp(3*gib/5, int64(blk)), meta: 16 * mib},
 		{name: "absolute step", pol: func(p *Policy) { p.Step = Step{Bytes: 2 * gib} }, u: Usage{DataUsed: 29 * gib / 10, DataTotal: 3 * gib, MetaTotal: 16 * mib}, room: 100 * gib,
 			data: 5 * gib, meta: 16 * mib},
 		{name: "cap trims the step", pol: func(p *Policy) { p.MaxData = 3*gib + 100*mib }, u: Usage{DataUsed: 29 * gib / 10, DataTotal: 3 * gib, MetaTotal: 16 * mib}, room: 100 * gib,

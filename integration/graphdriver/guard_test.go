@@ -3,6 +3,7 @@
 package graphdriver
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -44,6 +45,7 @@ func TestGuardLoopData(t *testing.T) {
 	}
 	reportOutOfSpace(t)
 	checkHealthy(t, pool, false)
+	t.Logf("the guard's log lines:\n%s", strings.Join(pluginMessages(e.DaemonLog(), "pool"), "\n"))
 }
 
 // Metadata: a 1 MiB metadata file and many small files. The guard extends the metadata file
@@ -192,18 +194,65 @@ func guarded(t *testing.T, s harness.Setup, settings ...string) (*harness.Engine
 	return e, e.DriverStatus()["Pool Name"]
 }
 
+// A pool on devices nothing can grow (dm.thinpooldev on plain device-mapper devices, no LVM):
+// the guard says so at start, and again with the numbers once the pool passes the threshold.
+func TestGuardRawBlockWarns(t *testing.T) {
+	e, pool := guarded(t, harness.Setup{Kind: "raw-block", FS: "xfs", DataSize: "3G"})
+	e.WaitFor("the start-up warning", 30*time.Second, func() bool {
+		return harness.CountLines(e.DaemonLog(), "this pool cannot be extended by dmsize", "neither a loop file nor an LVM volume") > 0
+	})
+	fill(t, e, "over-threshold", 2600)
+	e.WaitFor("the guard to say it is stuck", 30*time.Second, func() bool { return metric(t, "dmsize_pool_extension_blocked") == 1 })
+	if harness.CountLines(e.DaemonLog(), "the pool needs more space and cannot get it", "neither a loop file nor an LVM volume") == 0 {
+		t.Fatal("no warning with the numbers once past the threshold")
+	}
+	if st := poolStatus(t, pool); st.dataTotal != 3*G {
+		t.Fatalf("the pool changed size: %+v", st)
+	}
+	t.Logf("%s", strings.Join(pluginMessages(e.DaemonLog(), "pool guard"), "\n"))
+	checkHealthy(t, pool, false)
+}
+
 // fill runs a container that writes mib MiB with dd conv=fsync (buffered dd can exit 0 after
 // losing data) and fails the test if dd fails.
 func fill(t *testing.T, e *harness.Engine, name string, mib int) time.Duration {
 	t.Helper()
 	start := time.Now()
+	done := make(chan struct{})
+	go watchSlowFill(e, name, done)
 	out, err := e.TryDocker("run", "--name", name, "--network", "none", "busybox",
 		"dd", "if=/dev/zero", "of=/big", "bs=1M", "count="+strconv.Itoa(mib), "conv=fsync")
+	close(done)
 	took := time.Since(start)
 	if err != nil {
 		t.Fatalf("dd of %d MiB: %v after %v\n%s\n--- kernel:\n%s", mib, err, took, out, lastLines(dmesg(t), 20))
 	}
 	return took
+}
+
+// watchSlowFill prints, live, what the pool and the guard are doing while a fill runs longer
+// than two minutes: a hang then shows its cause in the suite's output, not only its timeout.
+func watchSlowFill(e *harness.Engine, name string, done chan struct{}) {
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	start := time.Now()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		if time.Since(start) < 2*time.Minute {
+			continue
+		}
+		st, _ := harness.Run("dmsetup", "status")
+		ps, _ := harness.Run("sh", "-c", "ps -eo pid,stat,wchan:24,etime,args | grep -E 'lvm|dd |dmsize' | grep -v grep")
+		msgs := pluginMessages(e.DaemonLog(), "")
+		if len(msgs) > 5 {
+			msgs = msgs[len(msgs)-5:]
+		}
+		fmt.Printf("    [%s still writing after %v]\n%s\n%s\n%s\n", name, time.Since(start).Round(time.Second), st, ps, strings.Join(msgs, "\n"))
+	}
 }
 
 type poolState struct {
@@ -305,6 +354,29 @@ func metric(t *testing.T, name string) float64 {
 		return v
 	}
 	return 0
+}
+
+// pluginMessages are the plugin's log lines (JSON, which dockerd quotes into its own lines) whose
+// message contains part, as "time level: message".
+func pluginMessages(daemonLog, part string) []string {
+	var out []string
+	for _, l := range strings.Split(daemonLog, "\n") {
+		i := strings.Index(l, ` msg="{`)
+		j := strings.LastIndex(l, `}" plugin=`)
+		if i < 0 || j < i {
+			continue
+		}
+		raw, err := strconv.Unquote(l[i+5 : j+2])
+		if err != nil {
+			continue
+		}
+		var m struct{ Time, Level, Msg string }
+		if json.Unmarshal([]byte(raw), &m) != nil || !strings.Contains(m.Msg, part) {
+			continue
+		}
+		out = append(out, m.Time+" "+m.Level+": "+m.Msg)
+	}
+	return out
 }
 
 func dmesg(t *testing.T) string {
