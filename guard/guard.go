@@ -52,22 +52,25 @@ type Guard struct {
 	roomAt    time.Time
 	room      int64
 	prev      sample
-	loggedPct [2]int // the last data and metadata deciles logged
-	errLogged bool   // the "nearly full and cannot extend" error is out for this episode
+	rate      [2]float64 // bytes/s, data and metadata
+	loggedPct [2]int     // the last data and metadata deciles logged
+	errLogged bool       // the "nearly full and cannot extend" error is out for this episode
 	readErr   string
 	lastTook  time.Duration // how long the last extension took to be live
+	readTook  time.Duration // how long the last status read took
 }
 
 type sample struct {
-	at                 time.Time
-	dataUsed, metaUsed int64
+	at   time.Time
+	used [2]int64 // data, metadata
 }
 
 // minWait bounds how often a filling pool is read: an ioctl that commits nothing. minLead is
 // the least time ahead of the threshold at which a fast-filling part is extended.
 const (
-	minWait = 100 * time.Millisecond
-	minLead = 500 * time.Millisecond
+	minWait    = 100 * time.Millisecond
+	minLead    = 500 * time.Millisecond
+	rateWindow = 200 * time.Millisecond
 )
 
 // Run watches until ctx ends.
@@ -113,7 +116,9 @@ func (g *Guard) Run(ctx context.Context) {
 // the next look if no event comes first.
 func (g *Guard) Check() time.Duration {
 	log := g.Log.WithField("pool", g.Pool)
+	readStart := time.Now()
 	p, err := thin.ReadPoolNoFlush(g.Ctl, g.Pool)
+	g.readTook = time.Since(readStart)
 	if err != nil {
 		if g.readErr != err.Error() {
 			log.WithError(err).Error("pool guard: reading the pool")
@@ -137,6 +142,8 @@ func (g *Guard) Check() time.Duration {
 	g.usage = u
 	g.mu.Unlock()
 
+	log.WithFields(logrus.Fields{"data_used": u.DataUsed, "data_size": u.DataTotal, "read_ms": g.readTook.Milliseconds(),
+		"wait_ms": wait.Milliseconds(), "data_soon": u.DataSoon, "meta_soon": u.MetaSoon}).Debug("pool read")
 	needData := u.OutOfData || u.DataSoon || u.DataRatio() >= g.Policy.Threshold
 	needMeta := u.MetaSoon || u.MetaRatio() >= g.Policy.Threshold
 	if !needData && !needMeta {
@@ -199,29 +206,41 @@ func (g *Guard) Check() time.Duration {
 	return 0 // look again at once: one step may not be enough
 }
 
-// nextWait predicts, from the fill rate since the last read, when a part reaches the threshold
-// and looks again halfway there; an idle pool is read every Interval. A part that will reach the
-// threshold sooner than an extension takes (the last one's time, at least minLead) is marked
-// Soon: waiting for it to cross would let the writers outrun the extension.
+// nextWait predicts, from the fill rate, when a part reaches the threshold and looks again
+// halfway there; an idle pool is read every Interval. A part that will reach the threshold
+// sooner than an extension takes is marked Soon: waiting for it to cross would let the writers
+// outrun the extension. That time is the last extension's plus the last status read's (a read
+// waits for the pool's metadata lock, held while a busy pool commits), and at least minLead.
+//
+// The rate is measured over windows of at least rateWindow, and decays by half a window
+// rather than dropping at once: the window that spans an extension sees the writers held by
+// the suspend, and trusting it would put the next look far too late.
 func (g *Guard) nextWait(u *Usage) time.Duration {
 	now := time.Now()
 	wait := g.Policy.Interval
-	lead := max(g.lastTook, minLead)
-	if dt := now.Sub(g.prev.at); !g.prev.at.IsZero() && dt > 0 {
-		for _, part := range []struct {
-			used, prev, total int64
-			soon              *bool
-		}{{u.DataUsed, g.prev.dataUsed, u.DataTotal, &u.DataSoon}, {u.MetaUsed, g.prev.metaUsed, u.MetaTotal, &u.MetaSoon}} {
-			rate := float64(part.used-part.prev) / dt.Seconds() // bytes/s
-			left := g.Policy.Threshold*float64(part.total) - float64(part.used)
-			if rate > 0 && left > 0 {
-				eta := time.Duration(left / rate * float64(time.Second))
-				wait = min(wait, eta/2)
-				*part.soon = eta <= lead
-			}
+	lead := max(g.lastTook+g.readTook, minLead)
+	used := [2]int64{u.DataUsed, u.MetaUsed}
+	if g.prev.at.IsZero() {
+		g.prev = sample{at: now, used: used}
+	} else if dt := now.Sub(g.prev.at); dt >= rateWindow {
+		for i := range used {
+			g.rate[i] = max(float64(used[i]-g.prev.used[i])/dt.Seconds(), g.rate[i]/2)
+		}
+		g.prev = sample{at: now, used: used}
+	} else if used != g.prev.used {
+		wait = rateWindow // filling, but too little seen to tell how fast
+	}
+	for i, part := range []struct {
+		total int64
+		soon  *bool
+	}{{u.DataTotal, &u.DataSoon}, {u.MetaTotal, &u.MetaSoon}} {
+		left := g.Policy.Threshold*float64(part.total) - float64(used[i])
+		if g.rate[i] > 0 && left > 0 {
+			eta := time.Duration(left / g.rate[i] * float64(time.Second))
+			wait = min(wait, eta/2)
+			*part.soon = eta <= lead
 		}
 	}
-	g.prev = sample{at: now, dataUsed: u.DataUsed, metaUsed: u.MetaUsed}
 	return max(wait, minWait)
 }
 

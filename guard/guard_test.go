@@ -191,6 +191,10 @@ func TestNextWaitTightensWhileFilling(t *testing.T) {
 	if w := g.nextWait(&u); w != 10*time.Second {
 		t.Errorf("first look waits %v", w)
 	}
+	u.DataUsed += mib // an event right after: filling, rate unknown yet
+	if w := g.nextWait(&u); w != rateWindow {
+		t.Errorf("filling with no rate yet waits %v, want %v", w, rateWindow)
+	}
 	g.prev.at = g.prev.at.Add(-time.Second) // 1 GiB/s since: 7 GiB to the threshold, look in 3.5 s
 	u.DataUsed = 2 * gib
 	if w := g.nextWait(&u); w < 3*time.Second || w > 4*time.Second {
@@ -201,7 +205,17 @@ func TestNextWaitTightensWhileFilling(t *testing.T) {
 	if w := g.nextWait(&u); w != minWait || !u.DataSoon {
 		t.Errorf("just before the threshold waits %v, want %v, and the data is due soon (%v)", w, minWait, u.DataSoon)
 	}
+	// A window in which the writers were held (an extension's suspend) does not make the
+	// guard believe the pool went idle: the rate halves, it does not vanish.
+	u = Usage{DataUsed: 7*gib + 999*mib, DataTotal: 12 * gib, MetaTotal: gib}
 	g.prev.at = g.prev.at.Add(-time.Second)
+	if w := g.nextWait(&u); w > 2*time.Second {
+		t.Errorf("after a stalled window waits %v; the rate was forgotten", w)
+	}
+	for i := 0; i < 30; i++ { // idle for a long time: back to the interval
+		g.prev.at = g.prev.at.Add(-10 * time.Second)
+		g.nextWait(&u)
+	}
 	if w := g.nextWait(&u); w != 10*time.Second {
 		t.Errorf("an idle pool waits %v", w)
 	}

@@ -140,7 +140,14 @@ func Run(argv ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
+	// A command that runs long says so, live, with what runs beside it: a hang shows its
+	// cause in the suite's output instead of only its timeout.
+	slow := time.AfterFunc(90*time.Second, func() {
+		ps, _ := exec.Command("ps", "-eo", "pid,ppid,stat,wchan:24,etime,args", "--sort", "start_time").Output()
+		fmt.Printf("    [still running after 90s: %s]\n%s\n", strings.Join(argv, " "), lastLines(string(ps), 25))
+	})
 	err := cmd.Run()
+	slow.Stop()
 	out := strings.TrimSpace(buf.String())
 	if err != nil {
 		return out, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
@@ -156,4 +163,12 @@ func MustRun(t testing.TB, argv ...string) string {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	return out
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
 }
