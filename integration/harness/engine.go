@@ -140,11 +140,11 @@ func Run(argv ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
-	// A command that runs long says so, live, with what runs beside it: a hang shows its
+	// A command that runs over 3 minutes says so, live, with what runs beside it: a hang shows its
 	// cause in the suite's output instead of only its timeout.
-	slow := time.AfterFunc(90*time.Second, func() {
+	slow := time.AfterFunc(180*time.Second, func() {
 		ps, _ := exec.Command("ps", "-eo", "pid,ppid,stat,wchan:24,etime,args", "--sort", "start_time").Output()
-		fmt.Printf("    [still running after 90s: %s]\n%s\n", strings.Join(argv, " "), lastLines(string(ps), 25))
+		fmt.Printf("    [still running after 180s: %s]\n%s\n", strings.Join(argv, " "), lastLines(string(ps), 25))
 	})
 	err := cmd.Run()
 	slow.Stop()
