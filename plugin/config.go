@@ -74,8 +74,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 			return c, fmt.Errorf("MAX_POOL_SIZE: %v (0 or none: no cap)", err)
 		}
 	}
-	if v := getenv("MIN_HOST_FREE"); strings.TrimSpace(v) != "" {
-		if c.Guard.MinHostFree, err = size.Parse(v); err != nil && strings.TrimSpace(v) != "0" {
+	switch v := strings.TrimSpace(getenv("MIN_HOST_FREE")); v {
+	case "":
+	case "0": // size.Parse refuses zero; here it means "keep nothing free"
+		c.Guard.MinHostFree = 0
+	default:
+		if c.Guard.MinHostFree, err = size.Parse(v); err != nil {
 			return c, fmt.Errorf("MIN_HOST_FREE: %v", err)
 		}
 	}

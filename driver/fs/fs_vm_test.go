@@ -14,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dmsize/dmsize/driver/errs"
-	"github.com/dmsize/dmsize/internal/vmfixture"
 	"github.com/dmsize/dmsize/driver/loop"
+	"github.com/dmsize/dmsize/internal/vmfixture"
 )
 
 const (

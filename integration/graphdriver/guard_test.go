@@ -90,7 +90,7 @@ func TestGuardOffShowsTheFailure(t *testing.T) {
 	start := time.Now()
 	out, err := e.TryDocker("run", "--name", "unguarded", "--network", "none", "busybox",
 		"dd", "if=/dev/zero", "of=/big", "bs=1M", "count=6144", "conv=fsync")
-	t.Logf("dd with the guard off: %v after %v\n%s", err, time.Since(start).Round(time.Millisecond), lastLines(out, 3))
+	t.Logf("dd with the guard off: %v after %v\n%s", err, time.Since(start).Round(time.Millisecond), harness.LastLines(out, 3))
 	if err == nil {
 		t.Fatal("6 GiB went into a 3 GiB pool with the guard off; the workload does not reproduce the failure")
 	}
@@ -153,7 +153,7 @@ func TestGuardDirectLVMNoRoom(t *testing.T) {
 
 	out, err := e.TryDocker("run", "--name", "writer", "--network", "none", "busybox",
 		"dd", "if=/dev/zero", "of=/big", "bs=1M", "count=2048", "conv=fsync")
-	t.Logf("dd into a pool whose VG is full: %v\n%s", err, lastLines(out, 3))
+	t.Logf("dd into a pool whose VG is full: %v\n%s", err, harness.LastLines(out, 3))
 	if err == nil {
 		t.Fatal("4.8 GiB fit in a 3.5 GiB volume group")
 	}
@@ -225,7 +225,7 @@ func fill(t *testing.T, e *harness.Engine, name string, mib int) time.Duration {
 	close(done)
 	took := time.Since(start)
 	if err != nil {
-		t.Fatalf("dd of %d MiB: %v after %v\n%s\n--- kernel:\n%s", mib, err, took, out, lastLines(dmesg(t), 20))
+		t.Fatalf("dd of %d MiB: %v after %v\n%s\n--- kernel:\n%s", mib, err, took, out, harness.LastLines(dmesg(t), 20))
 	}
 	return took
 }
@@ -256,10 +256,10 @@ func watchSlowFill(e *harness.Engine, name string, done chan struct{}) {
 }
 
 type poolState struct {
-	transaction                             int64
+	transaction                              int64
 	dataUsed, dataTotal, metaUsed, metaTotal int64
-	mode                                    string
-	fail, needsCheck                        bool
+	mode                                     string
+	fail, needsCheck                         bool
 }
 
 // poolStatus reads the pool with dmsetup, independently of the plugin's own parser.
@@ -302,7 +302,7 @@ func checkHealthy(t *testing.T, pool string, writesMayFail bool) {
 	}
 	k := dmesg(t)
 	if (!writesMayFail && strings.Contains(k, "(error IO) mode")) || strings.Contains(k, "switching pool to fail") || strings.Contains(k, "to read-only mode") {
-		t.Fatalf("the kernel put the pool in an error mode:\n%s", lastLines(k, 20))
+		t.Fatalf("the kernel put the pool in an error mode:\n%s", harness.LastLines(k, 20))
 	}
 }
 
@@ -382,14 +382,6 @@ func pluginMessages(daemonLog, part string) []string {
 func dmesg(t *testing.T) string {
 	t.Helper()
 	return harness.MustRun(t, "dmesg")
-}
-
-func lastLines(s string, n int) string {
-	l := strings.Split(strings.TrimSpace(s), "\n")
-	if len(l) > n {
-		l = l[len(l)-n:]
-	}
-	return strings.Join(l, "\n")
 }
 
 func gibs(b int64) string { return fmt.Sprintf("%.2fGiB", float64(b)/float64(G)) }

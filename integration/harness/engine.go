@@ -144,7 +144,7 @@ func Run(argv ...string) (string, error) {
 	// cause in the suite's output instead of only its timeout.
 	slow := time.AfterFunc(180*time.Second, func() {
 		ps, _ := exec.Command("ps", "-eo", "pid,ppid,stat,wchan:24,etime,args", "--sort", "start_time").Output()
-		fmt.Printf("    [still running after 180s: %s]\n%s\n", strings.Join(argv, " "), lastLines(string(ps), 25))
+		fmt.Printf("    [still running after 180s: %s]\n%s\n", strings.Join(argv, " "), LastLines(string(ps), 25))
 	})
 	err := cmd.Run()
 	slow.Stop()
@@ -165,7 +165,8 @@ func MustRun(t testing.TB, argv ...string) string {
 	return out
 }
 
-func lastLines(s string, n int) string {
+// LastLines is the last n lines of s.
+func LastLines(s string, n int) string {
 	l := strings.Split(strings.TrimSpace(s), "\n")
 	if len(l) > n {
 		l = l[len(l)-n:]
