@@ -47,7 +47,6 @@ type Guard struct {
 	Obs    Observer
 
 	mu        sync.Mutex
-	usage     Usage
 	blocked   string
 	roomAt    time.Time
 	room      int64
@@ -138,15 +137,10 @@ func (g *Guard) Check() time.Duration {
 	g.Obs.Read(u)
 	g.logDeciles(log, u)
 	wait := g.nextWait(&u)
-	g.mu.Lock()
-	g.usage = u
-	g.mu.Unlock()
 
 	log.WithFields(logrus.Fields{"data_used": u.DataUsed, "data_size": u.DataTotal, "read_ms": g.readTook.Milliseconds(),
 		"wait_ms": wait.Milliseconds(), "data_soon": u.DataSoon, "meta_soon": u.MetaSoon}).Debug("pool read")
-	needData := u.OutOfData || u.DataSoon || u.DataRatio() >= g.Policy.Threshold
-	needMeta := u.MetaSoon || u.MetaRatio() >= g.Policy.Threshold
-	if !needData && !needMeta {
+	if needData, needMeta := g.Policy.needs(u); !needData && !needMeta {
 		g.setBlocked(log, u, "")
 		return wait
 	}

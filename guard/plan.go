@@ -53,13 +53,20 @@ type Plan struct {
 // Grows says whether the plan changes anything.
 func (pl Plan) Grows(u Usage) bool { return pl.Data > u.DataTotal || pl.Meta > u.MetaTotal }
 
+// needs says which parts are due for an extension: over the threshold, about to be (Soon), or,
+// for data, already out of space.
+func (p Policy) needs(u Usage) (data, meta bool) {
+	return u.OutOfData || u.DataSoon || u.DataRatio() >= p.Threshold, u.MetaSoon || u.MetaRatio() >= p.Threshold
+}
+
 // Plan decides the next extension for usage u, given room: the bytes the backing store can
 // still give (host filesystem or volume group, after what the policy keeps free), and roomWhy,
 // which says what limits it. Extensions never shrink and never pass the caps.
 func (p Policy) Plan(u Usage, room int64, roomWhy string) Plan {
 	pl := Plan{Data: u.DataTotal, Meta: u.MetaTotal}
 	var blocked []string
-	if u.OutOfData || u.DataSoon || u.DataRatio() >= p.Threshold {
+	needData, needMeta := p.needs(u)
+	if needData {
 		want := roundUp(u.DataTotal+max(p.Step.Of(u.DataTotal), u.DataBlock), u.DataBlock)
 		if p.MaxData > 0 && want > p.MaxData {
 			want = roundDown(p.MaxData, u.DataBlock)
@@ -77,7 +84,7 @@ func (p Policy) Plan(u Usage, room int64, roomWhy string) Plan {
 			room -= want - u.DataTotal
 		}
 	}
-	if u.MetaSoon || u.MetaRatio() >= p.Threshold {
+	if needMeta {
 		want := roundUp(u.MetaTotal+max(p.Step.Of(u.MetaTotal), metaStepMin), 4096)
 		want = min(want, MaxMetadata)
 		if want <= u.MetaTotal {
