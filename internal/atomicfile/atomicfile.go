@@ -18,7 +18,9 @@ func Write(path string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("atomicfile: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err == nil {
+	// Any failed step (a short write: EFBIG, ENOSPC, EIO) stops before the rename.
+	_, err = tmp.Write(data)
+	if err == nil {
 		err = tmp.Chmod(perm)
 	}
 	if err == nil {
