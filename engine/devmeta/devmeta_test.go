@@ -2,6 +2,8 @@ package devmeta
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,11 +44,7 @@ func TestPathRefusesForeignNames(t *testing.T) {
 }
 
 func TestSetSize(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, hash)
-	if err := os.WriteFile(p, []byte(file), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, p := metaFile(t, file)
 	old, err := SetSize(p, 42<<30)
 	if err != nil || old != 10<<30 {
 		t.Fatalf("SetSize: %d, %v", old, err)
@@ -84,4 +82,112 @@ func TestSetSize(t *testing.T) {
 	if st, _ := os.Stat(p); st.Mode().Perm() != 0o600 {
 		t.Fatalf("mode %v", st.Mode())
 	}
+}
+
+// engine simulates the daemon between SetSize's read and its swap: act runs with the count of
+// calls so far.
+func engine(t *testing.T, act func(call int)) *int {
+	t.Helper()
+	calls := 0
+	beforeExchange = func() {
+		calls++
+		act(calls)
+	}
+	t.Cleanup(func() { beforeExchange = nil })
+	return &calls
+}
+
+// metaFile writes a device's metadata file into a new directory.
+func metaFile(t *testing.T, content string) (dir, path string) {
+	t.Helper()
+	dir = t.TempDir()
+	path = filepath.Join(dir, hash)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, path
+}
+
+// onlyFile fails unless dir holds nothing but the device's file: no temp files left.
+func onlyFile(t *testing.T, dir string) {
+	t.Helper()
+	ents, _ := os.ReadDir(dir)
+	if len(ents) > 1 || len(ents) == 1 && ents[0].Name() != hash {
+		names := []string{}
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("directory holds %v", names)
+	}
+}
+
+func TestSetSizeConcurrentDelete(t *testing.T) {
+	dir, p := metaFile(t, file)
+	engine(t, func(int) { os.Remove(p) })
+	_, err := SetSize(p, 42<<30)
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("SetSize on a file deleted meanwhile: %v, want os.ErrNotExist", err)
+	}
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Fatalf("the deleted file came back: %v", err)
+	}
+	onlyFile(t, dir)
+}
+
+// The engine's rewrite meanwhile wins the first round; the retry sizes what it wrote.
+func TestSetSizeConcurrentRewrite(t *testing.T) {
+	dir, p := metaFile(t, file)
+	rewritten := strings.Replace(file, `"initialized":false`, `"initialized":true`, 1)
+	calls := engine(t, func(n int) {
+		if n > 1 {
+			return
+		}
+		if err := os.WriteFile(p+".tmp", []byte(rewritten), 0o600); err != nil {
+			t.Error(err)
+		}
+		if err := os.Rename(p+".tmp", p); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := SetSize(p, 42<<30); err != nil {
+		t.Fatal(err)
+	}
+	if *calls != 2 {
+		t.Fatalf("%d attempts, want 2", *calls)
+	}
+	d, err := Read(p)
+	if err != nil || d.Size != 42<<30 || !d.Initialized {
+		t.Fatalf("after a rewrite meanwhile: %+v, %v; want the new size and the engine's initialized", d, err)
+	}
+	onlyFile(t, dir)
+}
+
+func TestSetSizeGivesUpOnConstantRewrites(t *testing.T) {
+	dir, p := metaFile(t, file)
+	var last string
+	engine(t, func(n int) {
+		last = strings.Replace(file, `"transaction_id":5`, fmt.Sprintf(`"transaction_id":%d`, 5+n), 1)
+		if err := os.WriteFile(p, []byte(last), 0o600); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := SetSize(p, 42<<30); err == nil {
+		t.Fatal("SetSize succeeded while the engine rewrote the file every time")
+	}
+	if b, _ := os.ReadFile(p); string(b) != last {
+		t.Fatalf("file %s, want the engine's last write %s", b, last)
+	}
+	onlyFile(t, dir)
+}
+
+func TestSetSizeRefusesDeleted(t *testing.T) {
+	deleted := strings.Replace(file, `"deleted":false`, `"deleted":true`, 1)
+	dir, p := metaFile(t, deleted)
+	if _, err := SetSize(p, 42<<30); err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "deleted") {
+		t.Fatalf("SetSize on a deleted device: %v", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != deleted {
+		t.Fatalf("file changed: %s", b)
+	}
+	onlyFile(t, dir)
 }
