@@ -4,6 +4,7 @@ package size
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/docker/go-units"
@@ -11,6 +12,10 @@ import (
 
 // Sector is the device-mapper sector size: tables are written in these units.
 const Sector = 512
+
+// largest is the largest size Parse accepts: the largest float64 under 2⁶³, which go-units
+// computes in.
+const largest int64 = 1<<63 - 1024
 
 // Parse reads a size in Docker's grammar (units.RAMInBytes: binary multiples, "42G", "42g",
 // "42GiB", "42gb", "1.5G", plain bytes). Zero and negative sizes are errors. The result is
@@ -25,7 +30,12 @@ func Parse(s string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("size %q: not a size in Docker's grammar (e.g. 42G, 512M, 1.5T)", s)
 	}
-	if b <= 0 {
+	// go-units converts a float to int64 without a range check: 2⁶³ bytes and more come back
+	// negative on amd64 (it refuses negative input itself) and saturated on arm64.
+	if b < 0 || b == math.MaxInt64 {
+		return 0, fmt.Errorf("size %q: too large (the largest is %d bytes, 1KiB under 8EiB)", s, largest)
+	}
+	if b == 0 {
 		return 0, fmt.Errorf("size %q: must be positive", s)
 	}
 	b -= b % Sector

@@ -32,6 +32,16 @@ func TestParse(t *testing.T) {
 		{"42X", 0, "not a size"},
 		{"forty-two", 0, "not a size"},
 		{"42 G", 42 * G, ""},
+		// 8 EiB and more overflow int64 in go-units: too large, not "must be positive".
+		{"8192P", 0, "too large"},
+		{"100000P", 0, "too large"},
+		{"9223372036854775807", 0, "too large"},
+		{"1e30", 0, "too large"},
+		{"8191P", 8191 << 50, ""},
+		{"9223372036854774784", 9223372036854774784, ""}, // the largest float64 under 2^63
+		// Docker's grammar has no E unit (go-units stops at P).
+		{"8E", 0, "not a size"},
+		{"9E", 0, "not a size"},
 	} {
 		got, err := Parse(tc.in)
 		if tc.err != "" {
