@@ -8,13 +8,15 @@ import (
 	"github.com/dmsize/dmsize/driver/errs"
 	"github.com/dmsize/dmsize/driver/loop"
 	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/internal/crashpoint"
 	"golang.org/x/sys/unix"
 )
 
 // GrowLoopPool grows a loop-backed pool (the engine's loop-lvm): the sparse data file to
-// dataSize bytes and the metadata file to metaSize bytes (an empty file name leaves that one
-// alone), refreshes their loop devices' capacity, and reloads the pool table with the new data
-// length so the kernel takes both in, online.
+// dataSize bytes and the metadata file to metaSize bytes, or to a file's current size where
+// that is larger (growTo; an empty file name leaves that one alone), refreshes their loop
+// devices' capacity, and reloads the pool table with the new data length so the kernel takes
+// both in, online.
 //
 // The files must be the pool's own: a file whose loop device is not the pool's data (or
 // metadata) device is refused before anything changes, and so is any shrink. Repeating a grow
@@ -26,39 +28,57 @@ func GrowLoopPool(c Mapper, pool, dataFile string, dataSize int64, metaFile stri
 		return Reloaded{Before: p}, err
 	}
 	newLength := p.Length
-	if dataFile != "" {
-		if err := checkBacking(pool, "data", dataFile, p.Table.DataDev); err != nil {
+	files := []struct {
+		what, path, dev string
+		plan, to        int64
+	}{{"data", dataFile, p.Table.DataDev, dataSize, 0}, {"metadata", metaFile, p.Table.MetaDev, metaSize, 0}}
+	for i := range files {
+		f := &files[i]
+		if f.path == "" {
+			continue
+		}
+		if err := checkBacking(pool, f.what, f.path, f.dev); err != nil {
 			return Reloaded{Before: p}, err
 		}
-		if dataSize/size.Sector < int64(p.Length) {
-			return Reloaded{Before: p}, &errs.ShrinkError{What: "thin pool " + pool + " data", Current: int64(p.Length) * size.Sector, Requested: dataSize}
+		if f.what == "data" && f.plan/size.Sector < int64(p.Length) {
+			return Reloaded{Before: p}, &errs.ShrinkError{What: "thin pool " + pool + " data", Current: int64(p.Length) * size.Sector, Requested: f.plan}
 		}
-		newLength = uint64(dataSize / size.Sector)
-	}
-	if metaFile != "" {
-		if err := checkBacking(pool, "metadata", metaFile, p.Table.MetaDev); err != nil {
+		st, err := os.Stat(f.path)
+		if err != nil {
 			return Reloaded{Before: p}, err
+		}
+		var sectors uint64
+		if f.to, sectors = growTo(f.plan, st.Size()); f.what == "data" {
+			newLength = sectors
 		}
 	}
 	// Files first (each refuses to shrink), then the loops, then the pool: a crash anywhere
 	// leaves sizes that only a later, identical call needs to finish.
-	for _, f := range []struct {
-		path string
-		size int64
-	}{{dataFile, dataSize}, {metaFile, metaSize}} {
+	for _, f := range files {
 		if f.path == "" {
 			continue
 		}
-		if err := loop.GrowFile(f.path, f.size); err != nil {
+		if err := loop.GrowFile(f.path, f.to); err != nil {
 			return Reloaded{Before: p}, err
 		}
+		crashpoint.Here("pool-file-grown")
 		if _, capacity, err := loop.Refresh(f.path); err != nil {
 			return Reloaded{Before: p}, err
-		} else if capacity < f.size {
-			return Reloaded{Before: p}, fmt.Errorf("thin: pool %s: loop device over %s reports %d bytes after refresh, want %d", pool, f.path, capacity, f.size)
+		} else if want := f.to - f.to%size.Sector; capacity < want {
+			return Reloaded{Before: p}, fmt.Errorf("thin: pool %s: loop device over %s reports %d bytes after refresh, want %d", pool, f.path, capacity, want)
 		}
+		crashpoint.Here("pool-loop-refreshed")
 	}
 	return ReloadPool(c, pool, newLength)
+}
+
+// growTo is the size a pool file planned to plan bytes, now cur bytes long, is grown to, and
+// the pool length in sectors that gives for the data file. A crash between a file's grow and
+// the pool's reload leaves the file longer than the pool: a later, smaller plan must take the
+// file's size, or GrowFile refuses the shrink on every check and the pool never grows again.
+func growTo(plan, cur int64) (bytes int64, sectors uint64) {
+	bytes = max(plan, cur)
+	return bytes, uint64(bytes / size.Sector)
 }
 
 // checkBacking verifies that file backs the loop device the pool table names as dev.
