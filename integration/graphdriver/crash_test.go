@@ -1,0 +1,447 @@
+//go:build vmtest
+
+package graphdriver
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dmsize/dmsize/integration/harness"
+)
+
+// The sizer's crash points, in the order a sizing passes them. A running container's sizing
+// skips sizer-mounted (its rootfs is mounted already).
+var sizerSteps = []string{"sizer-intent", "sizer-persisted", "sizer-mounted", "sizer-held", "sizer-device-grown", "sizer-fs-grown", "sizer-applied"}
+
+// The pool guard's crash points in a loop-lvm extension.
+var poolSteps = []string{"pool-file-grown", "pool-loop-refreshed"}
+
+// bulkSettings let hundreds of labelled containers share one small sparse pool: the test is about
+// the sizer's bookkeeping, not the over-commit bound.
+var bulkSettings = []string{"OVERCOMMIT=200"}
+
+// Kill -9 at every step of a sizing, for a container created with the label and for a running
+// one: once the engine has restarted the plugin, the container has its size, its data, a
+// healthy pool and a record that says applied.
+func TestCrashSizerSteps(t *testing.T) {
+	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"})
+	t.Run("restart-latency", func(t *testing.T) {
+		// Three kills in a row: does the engine restart a managed plugin that keeps dying, and
+		// does it back off?
+		for i := 1; i <= 3; i++ {
+			t.Logf("kill %d: the engine restarted the plugin after %v", i, e.KillPlugin().Round(time.Millisecond))
+		}
+	})
+	for _, step := range sizerSteps {
+		t.Run(step, func(t *testing.T) {
+			t.Run("created", func(t *testing.T) { crashCreated(t, e, pool, step) })
+			if step != "sizer-mounted" {
+				t.Run("running", func(t *testing.T) { crashRunning(t, e, pool, step) })
+			}
+		})
+	}
+}
+
+// crashCreated: the plugin, armed for step, sizes a container on its create event and dies at
+// the step; the restarted plugin finishes before anything starts the container.
+func crashCreated(t *testing.T, e *harness.Engine, pool, step string) {
+	c := e.ArmCrash(step)
+	id := e.Docker("create", "--network", "none", "--label", "dm.size=20G", "busybox", "sleep", "3600")
+	dev := e.DeviceOf(id)
+	c.Wait(2 * time.Minute)
+	sized := waitSized(t, e, id, dev, 20*G, c.Back)
+	t.Logf("%s: hit %v after arming, plugin back %v later (by dockerd: %v), device at 20G %v after that",
+		step, c.Hit.Sub(c.Armed).Round(time.Millisecond), c.Restart().Round(time.Millisecond), c.ByEngine, sized.Round(time.Millisecond))
+
+	e.Docker("start", id)
+	if got := e.ExecRootSize(id); !about(got, 20*G) {
+		t.Fatalf("first start after the crash: root filesystem %d bytes, want 20 GiB", got)
+	}
+	e.WriteChecksummed(id)
+	e.Docker("stop", "-t", "0", id)
+	e.Docker("start", id)
+	if got := e.ExecRootSize(id); !about(got, 20*G) {
+		t.Fatalf("after a stop and start: root filesystem %d bytes, want 20 GiB", got)
+	}
+	e.CheckChecksummed(id)
+	checkAfterCrash(t, e, pool, id)
+}
+
+// crashRunning: a running container with data written, then the plugin armed for step: its
+// start-up check sizes the container online and dies at the step. The container keeps running,
+// and reaches its size with the data intact.
+func crashRunning(t *testing.T, e *harness.Engine, pool, step string) {
+	// Created while the plugin is off, so that the data is written before any sizing.
+	e.Docker("plugin", "disable", harness.Plugin)
+	id := e.Docker("run", "-d", "--network", "none", "--label", "dm.size=20G", "busybox", "sleep", "3600")
+	dev := e.DeviceOf(id)
+	e.WriteChecksummed(id)
+	started := e.Docker("inspect", "--format", "{{.State.StartedAt}}", id)
+	c := e.ArmCrash(step)
+	c.Wait(2 * time.Minute)
+	sized := waitSized(t, e, id, dev, 20*G, c.Back)
+	t.Logf("%s: hit %v after arming, plugin back %v later (by dockerd: %v), device at 20G %v after that",
+		step, c.Hit.Sub(c.Armed).Round(time.Millisecond), c.Restart().Round(time.Millisecond), c.ByEngine, sized.Round(time.Millisecond))
+
+	if got := e.Docker("inspect", "--format", "{{.State.Running}} {{.State.StartedAt}}", id); got != "true "+started {
+		t.Fatalf("the container did not keep running: %s (started %s)", got, started)
+	}
+	if got := e.ExecRootSize(id); !about(got, 20*G) {
+		t.Fatalf("root filesystem %d bytes, want 20 GiB", got)
+	}
+	e.CheckChecksummed(id)
+	// The engine's mount and the plugin's hold: without the hold, the next stop would let the
+	// engine re-create the device at its cached 10G.
+	if open, _ := strconv.Atoi(harness.MustRun(t, "dmsetup", "info", "-c", "--noheadings", "-o", "open", dev)); open < 2 {
+		t.Fatalf("device %s open %d times; want the mount and the plugin's hold", dev, open)
+	}
+	checkAfterCrash(t, e, pool, id)
+}
+
+// waitSized waits for the container's device to be active at want bytes with a record that says
+// applied, and returns how long after since that was.
+func waitSized(t *testing.T, e *harness.Engine, id, dev string, want int64, since time.Time) time.Duration {
+	t.Helper()
+	e.WaitFor("the device sized and recorded as applied", 2*time.Minute, func() bool {
+		ok, _ := harness.RecordApplied(id)
+		return ok && harness.DeviceSectors(dev) == want/512
+	})
+	return time.Since(since)
+}
+
+// checkAfterCrash: the record says applied, the pool needs no check, and the container goes.
+func checkAfterCrash(t *testing.T, e *harness.Engine, pool, id string) {
+	t.Helper()
+	if ok, rec := harness.RecordApplied(id); !ok {
+		t.Fatalf("the plugin's record does not say applied: %s", rec)
+	}
+	checkHealthy(t, pool, false)
+	e.Docker("rm", "-f", id)
+}
+
+// Kill -9 in the middle of a loop-lvm pool extension, at each of its steps: the restarted guard
+// extends again, the writer that forced the extension finishes, and the pool needs no check.
+func TestCrashPoolExtension(t *testing.T) {
+	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "3G"}, "GUARD_THRESHOLD=30%")
+	dataFile := e.DriverStatus()["Data loop file"]
+	for _, step := range poolSteps {
+		t.Run(step, func(t *testing.T) {
+			before := poolStatus(t, pool)
+			// Up to 45 % of the pool: past the threshold (30 %) where the crash hits, and past the
+			// threshold of the size that extension gives (36 % of today's size).
+			mib := max((before.dataTotal*45/100-before.dataUsed)>>20, 256)
+			c := e.ArmCrash(step)
+			var atCrash poolState
+			var fileAtCrash int64
+			c.OnHit = func() {
+				atCrash = poolStatus(t, pool)
+				if fi, err := os.Stat(dataFile); err == nil {
+					fileAtCrash = fi.Size()
+				}
+			}
+			name := "fill-" + step
+			start := time.Now()
+			done := make(chan error, 1)
+			var out string
+			go func() {
+				var err error
+				out, err = e.TryDocker("run", "--name", name, "--network", "none", "busybox",
+					"dd", "if=/dev/zero", "of=/big", "bs=1M", "count="+strconv.FormatInt(mib, 10), "conv=fsync")
+				done <- err
+			}()
+			c.Wait(3 * time.Minute)
+			if err := <-done; err != nil {
+				t.Fatalf("dd of %d MiB across the crash: %v\n%s", mib, err, out)
+			}
+			after := poolStatus(t, pool)
+			m := metrics(t)
+			ok := m[`dmsize_pool_extensions_total{part="data",pool="`+pool+`",result="ok"}`]
+			failed := m[`dmsize_pool_extensions_total{part="data",pool="`+pool+`",result="failed"}`]
+			t.Logf("%s: %d MiB written in %v; crash %v after arming, plugin back %v later (by dockerd: %v); pool data %s (file %s) at the crash, %s -> %s in all, %v extensions since the restart",
+				step, mib, time.Since(start).Round(time.Millisecond), c.Hit.Sub(c.Armed).Round(time.Millisecond), c.Restart().Round(time.Millisecond), c.ByEngine,
+				gibs(atCrash.dataTotal), gibs(fileAtCrash), gibs(before.dataTotal), gibs(after.dataTotal), ok)
+			if after.dataTotal <= max(atCrash.dataTotal, fileAtCrash) {
+				t.Fatalf("pool data %s after the restart: not past where the crash left it (pool %s, file %s)", gibs(after.dataTotal), gibs(atCrash.dataTotal), gibs(fileAtCrash))
+			}
+			if ok < 1 || failed != 0 {
+				t.Fatalf("the restarted guard made %v data extensions, %v failed", ok, failed)
+			}
+			checkHealthy(t, pool, false)
+			e.Docker("rm", name)
+		})
+	}
+}
+
+// 200 labelled creates from 8 goroutines, the plugin SIGKILLed twice while they run: every
+// container's device ends up at its size, and the plugin's memory and goroutines say nothing
+// piles up.
+func TestCrashBurst(t *testing.T) {
+	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"}, bulkSettings...)
+	const n = 200
+	sizedAt := watchSized(t, 12*G)
+	cr := startCreates(e, "burst", n, 8)
+	for _, at := range []int32{n / 3, 2 * n / 3} {
+		for cr.done.Load() < at {
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("after %d creates: plugin SIGKILLed, back in %v", at, e.KillPlugin().Round(time.Millisecond))
+	}
+	ids := cr.wait(t)
+	t.Logf("%d creates from 8 goroutines in %v", n, time.Since(cr.start).Round(time.Millisecond))
+
+	devs := devicesOf(t, e, ids)
+	took := waitAllSized(t, sizedAt, devs, 10*time.Minute)
+	t.Logf("all %d devices at 12G %v after the first create (%v after the last)", n, took.Round(time.Millisecond), time.Since(cr.end).Round(time.Millisecond))
+	logLatencies(t, cr, devs, sizedAt)
+	for _, id := range ids {
+		if ok, rec := harness.RecordApplied(id); !ok {
+			t.Errorf("container %s: the record does not say applied: %s", id, rec)
+		}
+	}
+	e.WaitFor("the sizer's queue to drain", time.Minute, func() bool { return metricIs("dmsize_sizer_queue", 0) })
+	m := metrics(t)
+	t.Logf("after the burst: RSS %.1f MiB, %v goroutines, %v lock entries, queue %v",
+		m["process_resident_memory_bytes"]/(1<<20), m["go_goroutines"], m["dmsize_sizer_locks"], m["dmsize_sizer_queue"])
+	for i := 0; i < n; i += n / 10 {
+		if got := e.StartDf(ids[i]); !about(got, 12*G) {
+			t.Errorf("container %d: first start sees %d bytes, want 12 GiB", i, got)
+		}
+	}
+	checkHealthy(t, pool, false)
+}
+
+// Three rounds of 40 labelled creates and then `docker rm`: each round leaves no record, no lock
+// entry and no device behind.
+func TestSizerRoundsLeaveNothing(t *testing.T) {
+	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"}, bulkSettings...)
+	for round := 1; round <= 3; round++ {
+		sizedAt := watchSized(t, 12*G)
+		cr := startCreates(e, fmt.Sprintf("round%d", round), 40, 8)
+		ids := cr.wait(t)
+		devs := devicesOf(t, e, ids)
+		took := waitAllSized(t, sizedAt, devs, 5*time.Minute)
+		e.Docker(append([]string{"rm"}, ids...)...)
+		removed := time.Now()
+		e.WaitFor("no records left", 30*time.Second, func() bool {
+			recs, err := harness.Records()
+			return err == nil && len(recs) == 0
+		})
+		e.WaitFor("dmsize_sizer_locks 0", 30*time.Second, func() bool { return metricIs("dmsize_sizer_locks", 0) })
+		// The engine retries a deferred deletion every 30 s.
+		e.WaitFor("the engine to delete every device", 45*time.Second, func() bool {
+			if e.DriverStatus()["Deferred Deleted Device Count"] != "0" {
+				return false
+			}
+			active, err := harness.DeviceLengths()
+			if err != nil {
+				return false
+			}
+			for name := range active {
+				if name != pool {
+					return false
+				}
+			}
+			return true
+		})
+		m := metrics(t)
+		t.Logf("round %d: 40 creates in %v, all sized %v after the first; records, locks and devices gone %v after the rm; RSS %.1f MiB, %v goroutines",
+			round, cr.end.Sub(cr.start).Round(time.Millisecond), took.Round(time.Millisecond), time.Since(removed).Round(time.Millisecond),
+			m["process_resident_memory_bytes"]/(1<<20), m["go_goroutines"])
+	}
+}
+
+// A label above the size of a pool that cannot grow: the container gets its size, and the plugin
+// says once, at warning level, that the sizes it gave pass the pool's.
+func TestSizerOvercommitWarns(t *testing.T) {
+	e, _ := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "8G"}, "GUARD=off")
+	id := e.Docker("create", "--name", "over-pool", "--network", "none", "--label", "dm.size=20G", "busybox", "df", "-P", "-k", "/")
+	dev := e.DeviceOf(id)
+	took := waitSized(t, e, id, dev, 20*G, time.Now())
+	if got := e.StartDf(id); !about(got, 20*G) {
+		t.Fatalf("first start: %d bytes, want 20 GiB", got)
+	}
+	var warnings []string
+	for _, l := range pluginMessages(e.DaemonLog(), "") {
+		if strings.Contains(l, " warning: ") && (strings.Contains(l, "over-commit") || strings.Contains(l, "exceeds")) {
+			warnings = append(warnings, l)
+		}
+	}
+	t.Logf("sized to 20G on an 8G pool in %v; warnings:\n%s", took.Round(time.Millisecond), strings.Join(warnings, "\n"))
+	if len(warnings) != 1 {
+		t.Fatalf("%d over-commit warnings, want 1", len(warnings))
+	}
+}
+
+// creates is a batch of labelled `docker create`s (dm.size=12G, `df -P -k /`) running from
+// several goroutines.
+type creates struct {
+	start, end time.Time
+	done       atomic.Int32
+	ids        []string
+	at         []time.Time // when each create returned
+	errs       []error
+	wg         sync.WaitGroup
+}
+
+func startCreates(e *harness.Engine, prefix string, n, workers int) *creates {
+	c := &creates{start: time.Now(), ids: make([]string, n), at: make([]time.Time, n), errs: make([]error, n)}
+	jobs := make(chan int)
+	go func() {
+		for i := range n {
+			jobs <- i
+		}
+		close(jobs)
+	}()
+	for range workers {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			for i := range jobs {
+				out, err := e.TryDocker("create", "--name", fmt.Sprintf("%s-%03d", prefix, i), "--network", "none",
+					"--label", "dm.size=12G", "busybox", "df", "-P", "-k", "/")
+				c.ids[i], c.at[i], c.errs[i] = out, time.Now(), err
+				c.done.Add(1)
+			}
+		}()
+	}
+	return c
+}
+
+// wait waits for every create and fails the test on the first error.
+func (c *creates) wait(t *testing.T) []string {
+	t.Helper()
+	c.wg.Wait()
+	c.end = time.Now()
+	for i, err := range c.errs {
+		if err != nil {
+			t.Fatalf("create %d: %v\n%s", i, err, c.ids[i])
+		}
+	}
+	return c.ids
+}
+
+// devicesOf maps container ids to their thin device names, with one docker inspect.
+func devicesOf(t *testing.T, e *harness.Engine, ids []string) map[string]string {
+	t.Helper()
+	out := e.Docker(append([]string{"inspect", "--format", "{{.Id}} {{.GraphDriver.Data.DeviceName}}"}, ids...)...)
+	devs := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if id, dev, ok := strings.Cut(l, " "); ok {
+			devs[id] = dev
+		}
+	}
+	if len(devs) != len(ids) {
+		t.Fatalf("docker inspect gave %d devices for %d containers", len(devs), len(ids))
+	}
+	return devs
+}
+
+// sizedWatch records when each active device was first seen at a length, polling dmsetup
+// every 250 ms until the test ends.
+type sizedWatch struct {
+	mu    sync.Mutex
+	first map[string]time.Time
+	start time.Time
+}
+
+func watchSized(t *testing.T, want int64) *sizedWatch {
+	w := &sizedWatch{first: map[string]time.Time{}, start: time.Now()}
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			if lengths, err := harness.DeviceLengths(); err == nil {
+				now := time.Now()
+				w.mu.Lock()
+				for name, l := range lengths {
+					if _, seen := w.first[name]; !seen && l == want/512 {
+						w.first[name] = now
+					}
+				}
+				w.mu.Unlock()
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+func (w *sizedWatch) at(dev string) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	at, ok := w.first[dev]
+	return at, ok
+}
+
+// waitAllSized waits until every device of devs has been seen at the watched size, and returns
+// how long after the watch started the last one was.
+func waitAllSized(t *testing.T, w *sizedWatch, devs map[string]string, timeout time.Duration) time.Duration {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var last time.Time
+		var missing []string
+		for id, dev := range devs {
+			at, ok := w.at(dev)
+			if !ok {
+				missing = append(missing, id[:12])
+			} else if at.After(last) {
+				last = at
+			}
+		}
+		if len(missing) == 0 {
+			return last.Sub(w.start)
+		}
+		if time.Now().After(deadline) {
+			sort.Strings(missing)
+			t.Fatalf("%d of %d devices not sized after %v: %s", len(missing), len(devs), timeout, strings.Join(missing, " "))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// logLatencies logs, from each create's return to its device first seen sized, the median, the
+// 95th percentile and the longest.
+func logLatencies(t *testing.T, c *creates, devs map[string]string, w *sizedWatch) {
+	var l []time.Duration
+	for i, id := range c.ids {
+		if at, ok := w.at(devs[id]); ok {
+			l = append(l, max(at.Sub(c.at[i]), 0))
+		}
+	}
+	if len(l) == 0 {
+		return
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+	r := func(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
+	t.Logf("create returned -> device sized (250 ms polls): median %v, p95 %v, max %v", r(l[len(l)/2]), r(l[len(l)*95/100]), r(l[len(l)-1]))
+}
+
+// metrics reads the plugin's metrics and fails the test if they cannot be read.
+func metrics(t *testing.T) map[string]float64 {
+	t.Helper()
+	m, err := harness.Metrics()
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	return m
+}
+
+// metricIs says whether the plugin exports the sample name with value v (false while the
+// metrics cannot be read).
+func metricIs(name string, v float64) bool {
+	m, err := harness.Metrics()
+	got, ok := m[name]
+	return err == nil && ok && got == v
+}

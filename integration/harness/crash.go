@@ -1,0 +1,294 @@
+package harness
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// StateDir is the plugin's STATE_DIR with the test bed's defaults: one record per sized
+// container, and the crash hook's file.
+const StateDir = "/var/lib/docker/dmsize"
+
+// CrashFile arms the plugin's test-only crash hook (internal/crashpoint): read once when the
+// plugin starts, it names the step at which the plugin removes it and SIGKILLs itself.
+var CrashFile = filepath.Join(StateDir, "crash-at")
+
+// Crash is one armed crash of the plugin at a named step, as the test saw it happen.
+type Crash struct {
+	Step     string
+	Armed    time.Time // the plugin was enabled with the hook armed
+	Hit      time.Time // the hook's file was seen gone: the plugin reached the step
+	Back     time.Time // a new plugin process was seen running
+	ByEngine bool      // dockerd restarted the plugin by itself (false: the test had to)
+	// OnHit, if set, runs (in Wait) as soon as the plugin is seen to reach the step: to look at
+	// what the crash leaves before the restarted plugin repairs it.
+	OnHit func()
+	e     *Engine
+	w     *PluginWatch
+}
+
+// ArmCrash arms the crash hook for step and (re)starts the plugin so that it reads the file: a
+// disable (if the plugin is enabled), the file, an enable. Whatever the plugin does next that
+// passes the step kills it; Crash.Wait sees that and the restart.
+func (e *Engine) ArmCrash(step string) *Crash {
+	e.t.Helper()
+	if e.PluginEnabled() {
+		e.Docker("plugin", "disable", Plugin)
+	}
+	if err := os.MkdirAll(StateDir, 0o700); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(CrashFile, []byte(step+"\n"), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	c := &Crash{Step: step, e: e, w: WatchPlugin()}
+	e.t.Cleanup(c.w.Stop)
+	e.Docker("plugin", "enable", Plugin)
+	c.Armed = time.Now()
+	return c
+}
+
+// Wait waits for the armed plugin to reach the step (its file gone, its process dead) and for a
+// new plugin process. dockerd restarts a managed plugin that dies; if it has not done so 30 s
+// after the crash, the test does it (disable -f, enable) and logs that it had to.
+func (c *Crash) Wait(timeout time.Duration) {
+	t := c.e.t
+	t.Helper()
+	defer c.w.Stop()
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, err := os.Stat(CrashFile); errors.Is(err, os.ErrNotExist) {
+			c.Hit = time.Now()
+			if c.OnHit != nil {
+				c.OnHit()
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the plugin never reached step %s in %v (plugin pids seen: %v)", c.Step, timeout, c.w.Pids())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	armed := c.w.First()
+	if armed == 0 {
+		t.Fatalf("step %s: the armed plugin process was never seen", c.Step)
+	}
+	back := func() bool {
+		p := PluginPID()
+		return p != 0 && p != armed
+	}
+	for until := time.Now().Add(30 * time.Second); time.Now().Before(until); time.Sleep(20 * time.Millisecond) {
+		if back() {
+			c.Back, c.ByEngine = time.Now(), true
+			return
+		}
+	}
+	t.Logf("step %s: dockerd did not restart the plugin within 30 s of its crash; the test restarts it (disable -f, enable)", c.Step)
+	c.e.Docker("plugin", "disable", "-f", Plugin)
+	c.e.Docker("plugin", "enable", Plugin)
+	c.e.WaitFor("the plugin process", 60*time.Second, back)
+	c.Back = time.Now()
+}
+
+// Restart is how long the plugin took to come back after it reached the step.
+func (c *Crash) Restart() time.Duration { return c.Back.Sub(c.Hit) }
+
+// PluginEnabled says whether `docker plugin inspect` has the plugin enabled.
+func (e *Engine) PluginEnabled() bool {
+	e.t.Helper()
+	return e.Docker("plugin", "inspect", "--format", "{{.Enabled}}", Plugin) == "true"
+}
+
+// KillPlugin SIGKILLs the running plugin and waits for the engine to start a new one; it
+// returns how long that took.
+func (e *Engine) KillPlugin() time.Duration {
+	e.t.Helper()
+	pid := PluginPID()
+	if pid == 0 {
+		e.t.Fatal("no plugin process to kill")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		e.t.Fatal(err)
+	}
+	return e.WaitFor("the engine to restart the plugin", 60*time.Second, func() bool {
+		p := PluginPID()
+		return p != 0 && p != pid
+	})
+}
+
+// PluginWatch follows the plugin's processes from the moment it is made: every pid seen, in
+// order. A process that lives less than its 20 ms poll can be missed.
+type PluginWatch struct {
+	mu   sync.Mutex
+	pids []int
+	stop chan struct{}
+	once sync.Once
+}
+
+// WatchPlugin starts a PluginWatch; Stop ends it.
+func WatchPlugin() *PluginWatch {
+	w := &PluginWatch{stop: make(chan struct{})}
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if p := PluginPID(); p != 0 {
+				w.mu.Lock()
+				if n := len(w.pids); n == 0 || w.pids[n-1] != p {
+					w.pids = append(w.pids, p)
+				}
+				w.mu.Unlock()
+			}
+			select {
+			case <-w.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return w
+}
+
+// Pids are the plugin's pids seen so far, in order.
+func (w *PluginWatch) Pids() []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]int(nil), w.pids...)
+}
+
+// First is the first pid seen, 0 if none yet.
+func (w *PluginWatch) First() int {
+	if p := w.Pids(); len(p) > 0 {
+		return p[0]
+	}
+	return 0
+}
+
+// Stop ends the watch; it may be called more than once.
+func (w *PluginWatch) Stop() { w.once.Do(func() { close(w.stop) }) }
+
+var recordName = regexp.MustCompile(`^[0-9a-f]{64}\.json$`)
+
+// Records are the container ids that have a record in StateDir.
+func Records() ([]string, error) {
+	ents, err := os.ReadDir(StateDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	var ids []string
+	for _, e := range ents {
+		if recordName.MatchString(e.Name()) {
+			ids = append(ids, strings.TrimSuffix(e.Name(), ".json"))
+		}
+	}
+	return ids, nil
+}
+
+// Record is the plugin's record of container id as raw JSON fields; ok is false when there is
+// none.
+func Record(id string) (rec map[string]any, ok bool, err error) {
+	b, err := os.ReadFile(filepath.Join(StateDir, id+".json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, false, fmt.Errorf("record of %s: %w\n%s", id, err, b)
+	}
+	return rec, true, nil
+}
+
+// RecordApplied says whether the plugin's record of container id says its size was applied,
+// and gives the record as text for messages.
+func RecordApplied(id string) (bool, string) {
+	rec, ok, err := Record(id)
+	if err != nil {
+		return false, err.Error()
+	}
+	if !ok {
+		return false, "no record"
+	}
+	b, _ := json.Marshal(rec)
+	if s, _ := rec["state"].(string); s != "" {
+		return s == "applied", string(b)
+	}
+	want, _ := rec["want"].(float64)
+	applied, _ := rec["applied"].(float64)
+	return want > 0 && applied == want, string(b)
+}
+
+// DeviceLengths is every active device-mapper device's table length in sectors, from one
+// `dmsetup table`.
+func DeviceLengths() (map[string]int64, error) {
+	out, err := Run("dmsetup", "table")
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]int64{}
+	for _, l := range strings.Split(out, "\n") {
+		name, table, ok := strings.Cut(l, ": ")
+		if !ok {
+			continue
+		}
+		var start, length int64
+		if _, err := fmt.Sscan(table, &start, &length); err == nil {
+			m[name] = length
+		}
+	}
+	return m, nil
+}
+
+// WriteChecksummed writes 16 MiB of random data into a running container, with its checksum
+// beside it, both synced to the device.
+func (e *Engine) WriteChecksummed(id string) {
+	e.t.Helper()
+	e.Docker("exec", id, "sh", "-c", "dd if=/dev/urandom of=/data bs=1M count=16 conv=fsync 2>/dev/null && md5sum /data > /data.md5 && sync")
+}
+
+// CheckChecksummed fails the test unless the data WriteChecksummed wrote is intact.
+func (e *Engine) CheckChecksummed(id string) {
+	e.t.Helper()
+	if out, err := e.TryDocker("exec", id, "md5sum", "-c", "/data.md5"); err != nil {
+		e.t.Fatalf("container %s: the data written before the crash: %v\n%s", id, err, out)
+	}
+}
+
+// Metrics reads the plugin's /metrics (127.0.0.1:9434, host network): every sample, keyed by
+// its name and labels as Prometheus prints them (`go_goroutines`,
+// `dmsize_pool_extensions_total{part="data",pool="p",result="ok"}`).
+func Metrics() (map[string]float64, error) {
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://127.0.0.1:9434/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]float64{}
+	for _, l := range strings.Split(string(b), "\n") {
+		i := strings.LastIndexByte(l, ' ')
+		if l == "" || l[0] == '#' || i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(l[i+1:], 64); err == nil {
+			m[l[:i]] = v
+		}
+	}
+	return m, nil
+}
