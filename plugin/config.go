@@ -14,7 +14,7 @@ import (
 type config struct {
 	Mode       string  // MODE: "events" (default) or "strict" (also the docker.authz/1.0 plugin)
 	MaxSize    int64   // MAX_SIZE: the largest dm.size a label may ask for
-	Overcommit float64 // OVERCOMMIT: see sizer.Policy
+	Overcommit float64 // OVERCOMMIT: see sizer.Policy; 0 is no bound
 	LogLevel   string  // LOG_LEVEL
 	StateDir   string  // STATE_DIR: the plugin's records, on the host
 	DockerHost string  // DOCKER_HOST: the engine's API socket as mounted in the plugin
@@ -46,8 +46,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.MaxSize, err = size.Parse(get("MAX_SIZE", "1T")); err != nil {
 		return c, fmt.Errorf("MAX_SIZE: %v", err)
 	}
-	if c.Overcommit, err = strconv.ParseFloat(get("OVERCOMMIT", "1.5"), 64); err != nil || c.Overcommit <= 0 {
-		return c, fmt.Errorf("OVERCOMMIT=%q: must be a positive number (e.g. 1.5)", getenv("OVERCOMMIT"))
+	// No bound by default: labels are quotas, as --storage-opt size is, and the sizer warns
+	// when the sizes given pass the pool.
+	if v := get("OVERCOMMIT", "none"); v != "none" && v != "0" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f > 0 && f <= 1000) { // also refuses NaN and ±Inf
+			return c, fmt.Errorf("OVERCOMMIT=%q: want none, 0 or unset (no bound), or a number above 0 and at most 1000 (e.g. 1.5)", v)
+		}
+		c.Overcommit = f
 	}
 	c.MetricsAddr = get("METRICS_ADDR", "127.0.0.1:9434")
 	c.HostRoot = get("HOST_ROOT", "/proc/1/root")

@@ -8,7 +8,7 @@ import (
 func TestLoadConfig(t *testing.T) {
 	env := func(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
 	c, err := loadConfig(env(nil))
-	if err != nil || c.Mode != "events" || c.MaxSize != 1<<40 || c.Overcommit != 1.5 || c.StateDir != "/var/lib/docker/dmsize" {
+	if err != nil || c.Mode != "events" || c.MaxSize != 1<<40 || c.Overcommit != 0 || c.StateDir != "/var/lib/docker/dmsize" {
 		t.Fatalf("defaults: %+v, %v", c, err)
 	}
 	c, err = loadConfig(env(map[string]string{"MODE": "strict", "MAX_SIZE": "100G", "OVERCOMMIT": "3"}))
@@ -25,8 +25,6 @@ func TestLoadConfig(t *testing.T) {
 	for kv, want := range map[[2]string]string{
 		{"MODE", "sometimes"}:      "MODE",
 		{"MAX_SIZE", "lots"}:       "MAX_SIZE",
-		{"OVERCOMMIT", "-1"}:       "OVERCOMMIT",
-		{"OVERCOMMIT", "many"}:     "OVERCOMMIT",
 		{"GUARD", "maybe"}:         "GUARD",
 		{"GUARD_THRESHOLD", "100"}: "GUARD_THRESHOLD",
 		{"GUARD_THRESHOLD", "x"}:   "GUARD_THRESHOLD",
@@ -38,6 +36,23 @@ func TestLoadConfig(t *testing.T) {
 	} {
 		if _, err := loadConfig(env(map[string]string{kv[0]: kv[1]})); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s=%s: %v", kv[0], kv[1], err)
+		}
+	}
+}
+
+// OVERCOMMIT: no bound by default (labels are quotas, like --storage-opt size), else a finite
+// factor above 0 and at most 1000.
+func TestLoadConfigOvercommit(t *testing.T) {
+	for v, want := range map[string]float64{"": 0, " ": 0, "none": 0, "0": 0, "1.5": 1.5, " 3 ": 3, "1000": 1000, "1e2": 100} {
+		c, err := loadConfig(func(k string) string { return map[string]string{"OVERCOMMIT": v}[k] })
+		if err != nil || c.Overcommit != want {
+			t.Errorf("OVERCOMMIT=%q: %v, %v; want %v", v, c.Overcommit, err, want)
+		}
+	}
+	for _, v := range []string{"inf", "+Inf", "NaN", "1e9", "1000.5", "-1", "0.0", "many", "1.5x"} {
+		_, err := loadConfig(func(k string) string { return map[string]string{"OVERCOMMIT": v}[k] })
+		if err == nil || !strings.Contains(err.Error(), "OVERCOMMIT") || !strings.Contains(err.Error(), "none") {
+			t.Errorf("OVERCOMMIT=%q: %v; want an error naming OVERCOMMIT and the accepted forms", v, err)
 		}
 	}
 }
