@@ -25,6 +25,8 @@ type Metrics struct {
 	lastExtension                 *prometheus.GaugeVec
 	extensions                    *prometheus.CounterVec
 	sized, failures, rejections   prometheus.Counter
+	repaired                      prometheus.Counter
+	overcommit                    *prometheus.GaugeVec
 
 	pool string
 }
@@ -61,6 +63,8 @@ func New(pool string) *Metrics {
 	m.sized = counter("containers_sized_total", "Containers whose root filesystem dmsize grew to their dm.size label.")
 	m.failures = counter("resize_failures_total", "Sizing attempts that failed (not counting rejected labels).")
 	m.rejections = counter("size_rejections_total", "dm.size labels rejected (malformed, shrink, over the policy or the pool's headroom).")
+	m.repaired = counter("containers_repaired_total", "Containers whose interrupted sizing dmsize finished, or whose grown device it re-activated, after a crash or restart.")
+	m.overcommit = gauge("pool_overcommit_ratio", "Sum of the virtual sizes of the pool's thin devices over its data size, as of the last growth (above 1: over-committed).")
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -96,7 +100,7 @@ func (m *Metrics) Blocked(b bool) {
 	m.blocked.WithLabelValues(m.pool).Set(v)
 }
 
-// Sized counts one outcome of the sizer: "grown", a rejection, or a failure.
+// Sized counts one outcome of the sizer: "grown", "repaired", a rejection, or a failure.
 func (m *Metrics) Sized(action string, err error) {
 	switch {
 	case action == "rejected":
@@ -105,6 +109,25 @@ func (m *Metrics) Sized(action string, err error) {
 		m.failures.Inc()
 	case action == "grown":
 		m.sized.Inc()
+	case action == "repaired":
+		m.repaired.Inc()
+	}
+}
+
+// Overcommit records the pool's over-commit ratio.
+func (m *Metrics) Overcommit(ratio float64) { m.overcommit.WithLabelValues(m.pool).Set(ratio) }
+
+// Sizer exports the sizer's bookkeeping: lock entries, queued work, devices held.
+func (m *Metrics) Sizer(locks, queued, holds func() float64) {
+	for name, f := range map[string]struct {
+		help string
+		f    func() float64
+	}{
+		"sizer_locks":  {"Containers with a sizer operation in flight or waiting.", locks},
+		"sizer_queue":  {"Containers with sizer work queued.", queued},
+		"devices_held": {"Grown devices dmsize holds open so that the engine finds them at the next start.", holds},
+	} {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "dmsize", Name: name, Help: f.help}, f.f))
 	}
 }
 

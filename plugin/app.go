@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/dmsize/dmsize/backend/graphdriver"
 	"github.com/dmsize/dmsize/driver/dm"
 	"github.com/dmsize/dmsize/engine"
 	"github.com/dmsize/dmsize/guard"
+	"github.com/dmsize/dmsize/internal/crashpoint"
 	"github.com/dmsize/dmsize/metrics"
 	"github.com/dmsize/dmsize/sizer"
 )
@@ -22,11 +26,22 @@ type app struct {
 	log   logrus.FieldLogger
 	eng   *engine.Client
 	sizer atomic.Pointer[sizer.Sizer]
+	// base is the engine's base device size, what a new container gets (strict mode).
+	base atomic.Int64
+	// work is the sizer's work in flight; main waits for it at SIGTERM.
+	work sync.WaitGroup
 }
 
-// run connects to the engine, sets the sizer up, reconciles and follows the engine's events
-// until ctx ends. Problems that need the operator are logged with what to change.
+// shutdownGrace is how long a stopping plugin lets a sizing in flight finish.
+const shutdownGrace = 20 * time.Second
+
+// run connects to the engine, wires the backend, the sizer, the guard and the metrics, and
+// follows the engine's events until ctx ends. Problems that need the operator are logged with
+// what to change.
 func (a *app) run(ctx context.Context) {
+	if step, err := crashpoint.Arm(filepath.Join(a.cfg.StateDir, "crash-at")); err != nil || step != "" {
+		a.log.WithError(err).WithField("step", step).Warn("test crash point armed")
+	}
 	eng, err := engine.New(a.cfg.DockerHost)
 	if err != nil {
 		a.log.WithError(err).Error("cannot reach the engine; dmsize does nothing")
@@ -47,20 +62,32 @@ func (a *app) run(ctx context.Context) {
 		log.Errorf("the engine's storage driver is %q: dm.size labels are ignored (dmsize needs the devicemapper graph driver)", st.Driver)
 		return
 	}
-	if !st.DeferredRemoval {
-		log.Error(sizer.ErrDeferredRemovalOff)
+	refuse := graphdriver.Refusal(st)
+	if refuse != nil {
+		log.Error(refuse)
 	}
 	ctl, err := dm.Open()
 	if err != nil {
 		log.WithError(err).Error("opening device-mapper; dmsize does nothing (does the plugin have /dev and CAP_SYS_ADMIN?)")
 		return
 	}
-	store, err := sizer.OpenStore(a.cfg.StateDir)
+	backend, err := graphdriver.New(eng, ctl, st)
+	if err != nil {
+		log.WithError(err).Error("dmsize does nothing")
+		return
+	}
+	store, err := sizer.OpenStore(a.cfg.StateDir, log)
 	if err != nil {
 		log.WithError(err).Error("opening the state directory; dmsize does nothing")
 		return
 	}
 	m := metrics.New(st.PoolName)
+	policy := sizer.Policy{Max: a.cfg.MaxSize, Overcommit: a.cfg.Overcommit}
+	if g := a.startGuard(ctx, st, m, log); g != nil {
+		policy.Ceiling = g.Ceiling
+	}
+	s := sizer.New(sizer.Config{Engine: backend, Devices: backend, Sizes: backend, Store: store, Policy: policy, Log: log, Obs: m, Refuse: refuse})
+	m.Sizer(func() float64 { return float64(s.Locks()) }, func() float64 { return float64(s.Queued()) }, func() float64 { return float64(backend.Holds()) })
 	if a.cfg.MetricsAddr != "off" {
 		go func() {
 			if err := m.Serve(ctx, a.cfg.MetricsAddr); err != nil {
@@ -68,36 +95,18 @@ func (a *app) run(ctx context.Context) {
 			}
 		}()
 	}
-	policy := sizer.Policy{Max: a.cfg.MaxSize, Overcommit: a.cfg.Overcommit}
-	if g := a.startGuard(ctx, st, m, log); g != nil {
-		policy.Ceiling = g.Ceiling
+	if base, err := backend.BaseSize(); err == nil {
+		a.base.Store(base)
 	}
-	s, err := sizer.New(eng, ctl, st, policy, store, sizer.NewHolder(a.cfg.MapperDir), log)
-	if err != nil {
-		log.WithError(err).Error("dmsize does nothing")
-		return
-	}
-	s.Observe = m.Sized
+	a.work.Add(1)
+	go func() {
+		defer a.work.Done()
+		s.Run(ctx, shutdownGrace)
+	}()
 	a.sizer.Store(s)
 	log.WithFields(logrus.Fields{"mode": a.cfg.Mode, "max_size": a.cfg.MaxSize, "overcommit": a.cfg.Overcommit}).Info("dmsize ready")
-	eng.Follow(ctx, log, s.Reconcile, func(ctx context.Context, ev engine.Event) {
-		if _, ok := ev.Labels[engine.SizeLabel]; !ok {
-			return
-		}
-		// The engine drops events for subscribers slower than 100 ms: never block the stream.
-		switch ev.Action {
-		case "create", "start":
-			go func() {
-				start := time.Now()
-				r, err := s.Ensure(ctx, ev.ID)
-				if err != nil {
-					return // logged by Ensure, once
-				}
-				log.WithFields(logrus.Fields{"container": r.Container, "event": ev.Action, "action": r.Action, "ms": time.Since(start).Milliseconds()}).Debug("event handled")
-			}()
-		case "destroy":
-			go s.Forget(ev.ID)
-		}
+	eng.Follow(ctx, log, s.Reconcile, func(_ context.Context, ev engine.Event) {
+		s.Handle(sizer.Event{Action: ev.Action, ID: ev.ID, Labels: ev.Labels})
 	})
 }
 

@@ -10,7 +10,7 @@ import (
 	"github.com/docker/go-plugins-helpers/authorization"
 	"github.com/sirupsen/logrus"
 
-	"github.com/dmsize/dmsize/engine"
+	"github.com/dmsize/dmsize/sizer"
 )
 
 var (
@@ -42,11 +42,11 @@ func (a *app) AuthZReq(req authorization.Request) authorization.Response {
 	if json.Unmarshal(req.RequestBody, &body) != nil {
 		return allow // the engine will say what is wrong with it
 	}
-	label, ok := body.Labels[engine.SizeLabel]
+	label, ok := body.Labels[sizer.SizeLabel]
 	if !ok {
 		return allow
 	}
-	if err := s.CheckNew(label); err != nil {
+	if err := s.CheckNew(label, a.base.Load()); err != nil {
 		a.log.WithField("label", label).Warnf("denied a container create: %v", err)
 		return authorization.Response{Allow: false, Msg: "dmsize: " + err.Error()}
 	}
@@ -82,7 +82,7 @@ func (a *app) AuthZRes(req authorization.Request) authorization.Response {
 	defer cancel()
 	start := time.Now()
 	r, err := s.Ensure(ctx, created.ID)
-	if err == nil && r.Action == "grown" {
+	if err == nil && r.Action == sizer.Grown {
 		a.log.WithFields(logrus.Fields{"container": r.Container, "ms": time.Since(start).Milliseconds()}).Debug("sized before the create response")
 	}
 	// A failure was logged by Ensure; the container runs at its current size.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/docker/go-plugins-helpers/authorization"
 	"github.com/sirupsen/logrus"
@@ -57,6 +58,15 @@ func main() {
 	case err := <-errc:
 		log.WithError(err).Fatal("serving the plugin socket")
 	case <-ctx.Done():
-		log.Info("stopping")
+		// Let the sizings in flight finish (the sizer bounds that by shutdownGrace): a
+		// crash-safe step cut short is repaired at the next start, a finished one needs nothing.
+		log.Info("stopping; finishing the work in flight")
+		done := make(chan struct{})
+		go func() { a.work.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(shutdownGrace + 5*time.Second):
+			log.Warn("stopping with work in flight; the next start repairs it")
+		}
 	}
 }

@@ -4,16 +4,20 @@ import (
 	"fmt"
 
 	"github.com/dmsize/dmsize/driver/size"
-	"github.com/dmsize/dmsize/engine"
 )
 
-// Policy bounds what a dm.size label may ask for.
+// SizeLabel is the label a container asks for its root filesystem size with.
+const SizeLabel = "dm.size"
+
+// Policy bounds the growth a dm.size label may ask for. It applies only to growth beyond what
+// a container has: what dmsize already gave is never taken back, and the steps that keep it
+// safe run whatever the policy says now.
 type Policy struct {
 	// Max is the largest size a label may ask for (MAX_SIZE).
 	Max int64
-	// Overcommit bounds the sum of the sizes dmsize has given, this request included, to
-	// Overcommit × the pool's data size (OVERCOMMIT). Devices the engine sized itself are the
-	// engine's business and do not count.
+	// Overcommit, when positive, bounds the sum of the sizes dmsize has given, this request
+	// included, to Overcommit × the pool's data size (OVERCOMMIT). Zero: no bound, as with
+	// --storage-opt size; the sizer warns as LVM does when virtual sizes pass the pool.
 	Overcommit float64
 	// Ceiling, when set (by the pool guard), turns the pool's data size into the size the
 	// over-commit bound counts with, and says in words what that size is.
@@ -26,37 +30,45 @@ type Rejection struct {
 }
 
 func (r *Rejection) Error() string {
-	return fmt.Sprintf("label %s=%s rejected: %s", engine.SizeLabel, r.Label, r.Reason)
+	return fmt.Sprintf("label %s=%s rejected: %s", SizeLabel, r.Label, r.Reason)
 }
 
-// SizeLabelForErrors is the label's name as errors print it.
-const SizeLabelForErrors = "dm.size"
-
-// Check validates label for a container whose root filesystem is current bytes now, given the
-// pool's data size and the sum of the sizes dmsize has given the other containers.
-func (p Policy) Check(label string, current, poolData, others int64) (int64, error) {
+// parse reads a label; a malformed one is a *Rejection.
+func parse(label string) (int64, error) {
 	want, err := size.Parse(label)
 	if err != nil {
 		return 0, &Rejection{label, err.Error()}
 	}
-	if p.Max > 0 && want > p.Max {
-		return 0, &Rejection{label, fmt.Sprintf("%s is above the plugin's maximum %s (docker plugin set dmsize MAX_SIZE=...)", size.Format(want), size.Format(p.Max))}
-	}
-	if want < current {
-		return 0, &Rejection{label, fmt.Sprintf("%s is smaller than the current size %s; dmsize never shrinks a filesystem", size.Format(want), size.Format(current))}
-	}
-	if p.Overcommit > 0 && poolData > 0 {
-		base, what := poolData, "the pool's "+size.Format(poolData)+" data"
-		if p.Ceiling != nil {
-			if c, note := p.Ceiling(poolData); note != "" {
-				base, what = max(c, poolData), note
-			}
-		}
-		limit := int64(p.Overcommit * float64(base))
-		if others+want > limit {
-			return 0, &Rejection{label, fmt.Sprintf("the pool cannot hold it: %s for this container plus %s given to others is above %.2g × %s (%s; docker plugin set dmsize OVERCOMMIT=...)",
-				size.Format(want), size.Format(others), p.Overcommit, what, size.Format(limit))}
-		}
-	}
 	return want, nil
+}
+
+// shrink is the rejection of a label below the size the engine gave the container.
+func shrink(label string, want, current int64) error {
+	return &Rejection{label, fmt.Sprintf("%s is smaller than the current size %s; dmsize never shrinks a filesystem", size.Format(want), size.Format(current))}
+}
+
+// overcommitted reports whether the policy needs the pool's size and the other grants.
+func (p Policy) bounded() bool { return p.Overcommit > 0 }
+
+// admit checks growth to want bytes, given the pool's data size and the sum of the sizes
+// dmsize has given the other containers (both used only when Overcommit is set).
+func (p Policy) admit(label string, want, poolData, others int64) error {
+	if p.Max > 0 && want > p.Max {
+		return &Rejection{label, fmt.Sprintf("%s is above the plugin's maximum %s (docker plugin set dmsize MAX_SIZE=...)", size.Format(want), size.Format(p.Max))}
+	}
+	if !p.bounded() || poolData <= 0 {
+		return nil
+	}
+	base, what := poolData, "the pool's "+size.Format(poolData)+" data"
+	if p.Ceiling != nil {
+		if c, note := p.Ceiling(poolData); note != "" {
+			base, what = max(c, poolData), note
+		}
+	}
+	limit := p.Overcommit * float64(base)
+	if float64(others)+float64(want) > limit {
+		return &Rejection{label, fmt.Sprintf("the pool cannot hold it: %s for this container plus %s given to others is above %g × %s (%s; docker plugin set dmsize OVERCOMMIT=...)",
+			size.Format(want), size.Format(others), p.Overcommit, what, size.Format(int64(limit)))}
+	}
+	return nil
 }

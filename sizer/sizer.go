@@ -1,398 +1,525 @@
-// Package sizer gives containers the root filesystem size their dm.size label asks for, on
-// Docker's devicemapper graph driver, and keeps it: across stops and starts (holding the grown
-// device, see Holder), across daemon restarts (rewriting the device's metadata file), and
-// across its own restarts (its records, and Reconcile).
+// Package sizer gives containers the root filesystem size their dm.size label asks for and
+// keeps it: across stops and starts (a hold on the grown device), across engine restarts (the
+// size persisted where the engine reads it at start), and across its own restarts and crashes
+// (its records, and a repair pass on every container it sees).
 //
-// Every step of Ensure is idempotent and ordered so that a crash anywhere leaves a state the
-// next Ensure finishes: record the intent, persist the size for the daemon, grow the device,
-// grow the filesystem, hold, record the result.
+// Crash safety comes from the order of the steps of a growth, each idempotent:
+//
+//	intent     record the admitted size               crash: nothing else changed
+//	persisted  the engine's next start reads it        crash: device and filesystem as they were,
+//	                                                   both no larger than the engine activates
+//	mounted    (stopped container) the engine mounts   crash: the engine unmounts
+//	held       dmsize holds the device open            crash: the hold goes with the process
+//	device     the thin table grows                    crash: filesystem smaller than its device
+//	fs         the filesystem grows                    crash: filesystem larger than the engine's
+//	                                                   cached size: the next start repairs first
+//	applied    the record says so
+//
+// The persisted size is never smaller than the filesystem. So the repair rule, run before
+// anything else on every Ensure: a device the engine would re-create too small (persisted size
+// above the engine's cached one) is activated at the persisted size and held, and a growth
+// whose record is not applied is finished, whatever the label and the policy say now.
 package sizer
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/fs"
 	"github.com/dmsize/dmsize/driver/size"
-	"github.com/dmsize/dmsize/driver/thin"
-	"github.com/dmsize/dmsize/engine"
-	"github.com/dmsize/dmsize/engine/devmeta"
+	"github.com/dmsize/dmsize/internal/crashpoint"
 )
 
-// Sizer acts on containers of one engine.
+// Observer is told what the sizer does (the metrics).
+type Observer interface {
+	Sized(action string, err error)
+	Overcommit(ratio float64)
+}
+
+// Config is what a Sizer is made of.
+type Config struct {
+	Engine  Engine
+	Devices Devices
+	Sizes   Sizes
+	Store   *Store
+	Policy  Policy
+	Log     logrus.FieldLogger
+	Obs     Observer // optional
+	// MountTimeout bounds how long a growth waits for the engine to mount a stopped container.
+	MountTimeout time.Duration
+	// Workers bounds how many events are handled at once (4 when zero).
+	Workers int
+	// Refuse, when set, rejects every growth with this reason (an engine set up so that a
+	// grown device would not survive a stop).
+	Refuse error
+}
+
+// Sizer acts on the containers of one engine.
 type Sizer struct {
-	eng     *engine.Client
-	ctl     *dm.Control
-	storage engine.Storage
-	pool    dm.Dev
-	policy  Policy
-	store   *Store
-	holds   *Holder
-	log     logrus.FieldLogger
-	// ActivateTimeout bounds how long Ensure waits for the engine to mount a stopped container.
-	ActivateTimeout time.Duration
-	// Observe, when set, is told each Ensure's outcome (for the metrics).
-	Observe func(action string, err error)
+	Config
+	locks locks
+	admit sync.Mutex // the over-commit check and the intent it admits, as one step
+	q     queue
 
-	locks sync.Map // container id -> *sync.Mutex: one Ensure at a time per container
+	// step is called after each state-changing step; tests inject failures through it.
+	step func(name string) error
 }
 
-// ErrDeferredRemovalOff means the engine would not leave a held device in place at stop.
-var ErrDeferredRemovalOff = errors.New("the engine runs without deferred device removal; dmsize needs it (add \"dm.use_deferred_removal=true\" to storage-opts in /etc/docker/daemon.json and restart dockerd)")
-
-// New prepares a Sizer for the engine's storage. It fails for engines that are not on the
-// devicemapper graph driver.
-func New(eng *engine.Client, ctl *dm.Control, st engine.Storage, policy Policy, store *Store, holds *Holder, log logrus.FieldLogger) (*Sizer, error) {
-	if st.Driver != "devicemapper" {
-		return nil, fmt.Errorf("the engine's storage driver is %q; dmsize sizes devicemapper thin devices", st.Driver)
+// New makes a Sizer.
+func New(c Config) *Sizer {
+	if c.MountTimeout == 0 {
+		c.MountTimeout = time.Minute
 	}
-	info, err := ctl.Info(st.PoolName)
-	if err != nil {
-		return nil, fmt.Errorf("the engine's thin pool %q: %w", st.PoolName, err)
+	if c.Workers <= 0 {
+		c.Workers = 4
 	}
-	return &Sizer{eng: eng, ctl: ctl, storage: st, pool: info.Dev, policy: policy, store: store, holds: holds, log: log, ActivateTimeout: time.Minute}, nil
+	s := &Sizer{Config: c}
+	s.q.init()
+	s.step = func(name string) error { crashpoint.Here(name); return nil }
+	return s
 }
 
-func (s *Sizer) lock(id string) func() {
-	m, _ := s.locks.LoadOrStore(id, &sync.Mutex{})
-	mu := m.(*sync.Mutex)
-	mu.Lock()
-	return mu.Unlock
-}
+// Steps of a growth, as crash points and test hooks name them.
+const (
+	StepIntent     = "sizer-intent"
+	StepPersisted  = "sizer-persisted"
+	StepMounted    = "sizer-mounted"
+	StepHeld       = "sizer-held"
+	StepDevice     = "sizer-device-grown"
+	StepFilesystem = "sizer-fs-grown"
+	StepApplied    = "sizer-applied"
+	StepActivated  = "sizer-reactivated"
+)
 
 // Result says what Ensure did.
 type Result struct {
 	Container      string
+	Name           string
 	Device         string
 	Before, After  int64
 	Held           bool
-	Action         string // "grown", "unchanged", "rejected", "skipped"
+	Action         Action
+	Strategy       Strategy
 	Duration       time.Duration
 	DeviceStall    time.Duration
 	FilesystemTime time.Duration
 }
 
-// Ensure brings container id to the size its label asks for. A container without the label,
-// or not on devicemapper, is left alone. A label dmsize will not act on is logged once, with
-// the reason, and returned as a *Rejection; the container keeps its current size.
-func (s *Sizer) Ensure(ctx context.Context, id string) (Result, error) {
-	r, err := s.ensure(ctx, id)
-	if s.Observe != nil {
-		s.Observe(r.Action, err)
+// Ensure brings container ref (ID, short ID or name) to the size it should have: first it
+// repairs what an interrupted sizing left, then it grows the container to its label. A label
+// dmsize will not act on is logged once and returned as a *Rejection; the container keeps its
+// size.
+func (s *Sizer) Ensure(ctx context.Context, ref string) (Result, error) {
+	r, err := s.ensure(ctx, ref)
+	if err != nil && !isRejection(err) {
+		r.Action = Failed
+	}
+	if s.Obs != nil {
+		s.Obs.Sized(string(r.Action), err)
 	}
 	return r, err
 }
 
-func (s *Sizer) ensure(ctx context.Context, id string) (Result, error) {
-	defer s.lock(id)()
+func (s *Sizer) ensure(ctx context.Context, ref string) (Result, error) {
 	start := time.Now()
-	c, err := s.eng.Container(ctx, id)
-	if errors.Is(err, engine.ErrNotFound) {
-		s.forget(id)
-		return Result{Container: id, Action: "skipped"}, nil
+	c, err := s.Engine.Container(ctx, ref)
+	if errors.Is(err, ErrNotFound) {
+		if idRE.MatchString(ref) {
+			s.Forget(ctx, ref)
+		}
+		return Result{Container: ref, Action: Skipped}, nil
 	}
 	if err != nil {
-		return Result{Container: id}, err
+		return Result{Container: ref}, err
 	}
-	label, ok := c.Labels[engine.SizeLabel]
-	if !ok || c.Driver != "devicemapper" || c.DeviceName == "" {
-		return Result{Container: id, Action: "skipped"}, nil
-	}
-	log := s.log.WithFields(logrus.Fields{"container": short(c.ID), "name": c.Name, "device": c.DeviceName, "label": label})
-	rec, _, err := s.store.Get(c.ID)
-	if err != nil {
-		return Result{Container: id}, err
-	}
-	res := Result{Container: c.ID, Device: c.DeviceName}
-
-	live, active, err := s.liveSize(c.DeviceName)
-	if err != nil {
-		return res, err
-	}
-	current := max(c.DeviceSize, rec.Applied, live)
-	res.Before, res.After = current, current
-	want, err := s.check(c, label, current)
-	if err != nil {
-		res.Action = "rejected"
-		if rec.Rejected != err.Error() || rec.Label != label {
-			log.WithField("size", size.Format(current)).Warnf("container %s: %v; it keeps its current size %s", c.Name, err, size.Format(current))
-			rec = Record{ID: c.ID, Name: c.Name, Device: c.DeviceName, DeviceID: c.DeviceID, Label: label, Applied: rec.Applied, Rejected: err.Error()}
-			if perr := s.store.Put(rec); perr != nil {
-				log.WithError(perr).Error("recording the rejection")
-			}
-		}
-		return res, err
-	}
-	if !s.storage.DeferredRemoval && want > c.DeviceSize {
-		err := fmt.Errorf("container %s: label %s=%s not applied: %w", c.Name, engine.SizeLabel, label, ErrDeferredRemovalOff)
-		res.Action = "rejected"
-		if rec.Rejected != err.Error() {
-			log.Error(err)
-			rec = Record{ID: c.ID, Name: c.Name, Device: c.DeviceName, DeviceID: c.DeviceID, Label: label, Applied: rec.Applied, Rejected: err.Error()}
-			if perr := s.store.Put(rec); perr != nil {
-				log.WithError(perr).Error("recording the rejection")
-			}
-		}
-		return res, err
-	}
-
-	// 1. The intent, so a restarted plugin knows what this container was to become (written
-	// only when it says something new: this runs on every event of a sized container).
-	intent := Record{ID: c.ID, Name: c.Name, Device: c.DeviceName, DeviceID: c.DeviceID, Label: label, Want: want, Applied: rec.Applied}
-	stored := rec
-	stored.Updated = time.Time{}
-	if stored != intent {
-		if err := s.store.Put(intent); err != nil {
-			return res, err
-		}
-	}
-	rec = intent
-	// 2. The size for the daemon's next start: from then on it activates the device at it.
-	meta, err := s.metadataPath(c.DeviceName)
-	if err != nil {
-		return res, err
-	}
-	if _, err := devmeta.SetSize(meta, want); err != nil {
-		return res, err
-	}
-	// 3. The device and its filesystem.
-	switch {
-	case active:
-		err = s.grow(c, want, &res)
-	case rec.Applied > c.DeviceSize:
-		// Grown before, and the engine would re-create the device at its stale cached size,
-		// smaller than the filesystem: only dmsize can activate it right (a plugin restart
-		// between a stop and the next start).
-		if err = s.activate(c, rec.Applied); err == nil {
-			err = s.grow(c, want, &res)
-		}
-	case rec.Applied >= want:
-		// The engine activates it at the right size by itself (it restarted since).
-	default:
-		err = s.growViaEngine(ctx, c, want, &res)
-	}
-	if err != nil {
-		log.WithError(err).Errorf("container %s: sizing to %s failed; it keeps %s", c.Name, size.Format(want), size.Format(current))
-		return res, err
-	}
-	// 4. Hold while the daemon's cached size is stale.
-	if c.DeviceSize < want {
-		if err := s.holds.Hold(c.DeviceName); err != nil {
-			return res, err
-		}
-		res.Held = true
-	}
-	// 5. Done.
-	if rec.Applied != want {
-		rec.Applied = want
-		if err := s.store.Put(rec); err != nil {
-			return res, err
-		}
-	}
-	res.After = want
-	res.Duration = time.Since(start)
-	if res.Before == res.After {
-		res.Action = "unchanged"
+	res := Result{Container: c.ID, Name: c.Name, Device: c.Device, Action: Unchanged}
+	if c.Device == "" {
+		res.Action = Skipped
 		return res, nil
 	}
-	res.Action = "grown"
+	unlock, err := s.locks.lock(ctx, c.ID)
+	if err != nil {
+		return res, fmt.Errorf("container %s: waiting for another operation on it: %w", c.Name, err)
+	}
+	defer unlock()
+	rec, known := s.Store.Get(c.ID)
+	label, labelled := c.Labels[SizeLabel]
+	if !labelled && !known {
+		res.Action = Skipped
+		return res, nil
+	}
+	log := s.Log.WithFields(logrus.Fields{"container": short(c.ID), "name": c.Name, "device": c.Device})
+	if labelled {
+		log = log.WithField("label", label)
+	}
+
+	// 1. Repair, whatever the label and the policy say now.
+	st, persisted, err := s.repair(ctx, c, &rec, &res, log)
+	if err != nil {
+		log.WithError(err).Errorf("container %s: restoring its size %s failed; it may not start until the plugin succeeds", c.Name, size.Format(persisted))
+		return res, err
+	}
+	current := max(c.Cached, persisted, st.Size, rec.Applied)
+	res.Before, res.After = current, current
+	if !labelled {
+		res.Duration = time.Since(start)
+		return res, nil
+	}
+
+	// 2. Growth to the label.
+	want, err := parse(label)
+	if err == nil && want < current && rec.Applied == 0 && persisted <= c.Cached {
+		err = shrink(label, want, current)
+	}
+	if err == nil && want > current && s.Refuse != nil {
+		err = &Rejection{label, "not applied: " + s.Refuse.Error()}
+	}
+	if err == nil && want > current {
+		err = s.admitGrowth(c, &rec, label, want, current, persisted)
+	}
+	if err != nil {
+		var rej *Rejection
+		if errors.As(err, &rej) {
+			res.Action = Rejected
+			s.reject(c, rec, label, err, current, log)
+		}
+		return res, err
+	}
+	if want <= current {
+		if rec.Label != label || rec.Rejected != "" {
+			rec.Label, rec.Rejected = label, ""
+			s.Store.Put(rec) // only the label changes: a failed write loses nothing
+		}
+		res.Duration = time.Since(start)
+		return res, nil
+	}
+	if err := s.step(StepIntent); err != nil {
+		return res, err
+	}
+	if err := s.grow(ctx, c, &rec, want, &res); err != nil {
+		log.WithError(err).Errorf("container %s: growing its root filesystem to %s failed; it keeps %s", c.Name, size.Format(want), size.Format(current))
+		return res, err
+	}
+	res.Action, res.After, res.Duration = Grown, want, time.Since(start)
 	log.WithFields(logrus.Fields{
-		"from": res.Before, "to": res.After, "duration_ms": res.Duration.Milliseconds(),
+		"from": res.Before, "to": res.After, "strategy": res.Strategy, "duration_ms": res.Duration.Milliseconds(),
 		"device_stall_ms": res.DeviceStall.Milliseconds(), "fs_ms": res.FilesystemTime.Milliseconds(), "held": res.Held,
 	}).Infof("container %s: root filesystem %s -> %s", c.Name, size.Format(res.Before), size.Format(res.After))
 	return res, nil
 }
 
-// check applies the policy, counting what dmsize gave the other containers. The pool and the
-// records are read only for a size that would grow the container: the over-commit bound is
-// about growth, and every start event of a sized container passes here.
-func (s *Sizer) check(c engine.Container, label string, current int64) (int64, error) {
-	if want, err := size.Parse(label); err == nil && want <= current {
-		return s.policy.Check(label, current, 0, 0)
-	}
-	p, err := thin.ReadPool(s.ctl, s.storage.PoolName)
+// repair makes what dmsize gave container c safe before anything else: a device the engine
+// would re-create too small is activated at its persisted size and held, and then a growth
+// that did not finish is finished, as admitted. It returns the device's state and the
+// persisted size.
+func (s *Sizer) repair(ctx context.Context, c Container, rec *Record, res *Result, log logrus.FieldLogger) (DeviceState, int64, error) {
+	st, err := s.Devices.State(c.Device)
 	if err != nil {
-		return 0, err
+		return st, 0, err
 	}
-	_, poolData := p.DataBytes()
-	recs, err := s.store.All()
+	persisted, err := s.Sizes.Persisted(c.Device)
 	if err != nil {
-		return 0, err
+		return st, 0, err
 	}
-	var others int64
-	for _, r := range recs {
-		if r.ID != c.ID && r.Rejected == "" {
-			others += max(r.Want, r.Applied)
+	if persisted > c.Cached {
+		if err := s.keep(c, &st, persisted, res, log); err != nil {
+			return st, persisted, err
 		}
 	}
-	return s.policy.Check(label, current, poolData, others)
+	if rec.ID != "" && rec.Applied < persisted && rec.Want >= persisted {
+		// The filesystem may be anywhere from its old size to the persisted one.
+		log.Infof("container %s: finishing an interrupted growth to %s", c.Name, size.Format(persisted))
+		if err := s.grow(ctx, c, rec, persisted, res); err != nil {
+			return st, persisted, err
+		}
+		res.Action = Repaired
+		st, err = s.Devices.State(c.Device)
+	}
+	return st, persisted, err
 }
 
-// liveSize is the active device's size, if it is active. A device that exists without a live
-// table, or suspended, is one the engine is activating right now: not active yet.
-func (s *Sizer) liveSize(name string) (int64, bool, error) {
-	info, err := s.ctl.Info(name)
-	if errors.Is(err, dm.ErrNotFound) {
-		return 0, false, nil
+// keep makes sure the engine finds c's device at size (its persisted size, above the engine's
+// cached one) whenever it starts the container: active at that size, and held.
+func (s *Sizer) keep(c Container, st *DeviceState, sz int64, res *Result, log logrus.FieldLogger) error {
+	if !st.Exists {
+		if err := s.Devices.Activate(c.Device, c.DeviceID, sz); err != nil {
+			return fmt.Errorf("re-activating %s at %s: %w", c.Device, size.Format(sz), err)
+		}
+		if err := s.step(StepActivated); err != nil {
+			return err
+		}
+		log.WithField("size", sz).Infof("container %s: re-activated its grown device at %s (the engine would re-create it at %s)", c.Name, size.Format(sz), size.Format(c.Cached))
+		res.Action, res.Strategy = Repaired, Reactivate
+		var err error
+		if *st, err = s.Devices.State(c.Device); err != nil {
+			return err
+		}
 	}
-	if err != nil {
-		return 0, false, err
+	if !st.Active {
+		// The engine is activating it right now, at its stale size: nothing dmsize can do
+		// without racing it.
+		return fmt.Errorf("device %s is being activated by the engine at %s, below its filesystem's %s", c.Device, size.Format(c.Cached), size.Format(sz))
 	}
-	if !info.LiveTable || info.Suspended {
-		return 0, false, nil
+	if st.Size < sz {
+		// The engine activated it itself while dmsize was down: grow it back to what the
+		// filesystem may need.
+		if _, err := s.Devices.Grow(c.Device, sz); err != nil {
+			return err
+		}
+		st.Size = sz
 	}
-	_, sectors, err := thin.CheckDevice(s.ctl, name, s.pool)
-	if err != nil {
-		return 0, false, err
-	}
-	return int64(sectors) * size.Sector, true, nil
-}
-
-func (s *Sizer) metadataPath(device string) (string, error) {
-	hash, err := devmeta.HashFromDeviceName(device)
-	if err != nil {
-		return "", err
-	}
-	return devmeta.Path(s.storage.Home(), hash)
-}
-
-// grow grows the active device and then its filesystem, online (the filesystem is mounted by
-// the engine, or privately by package fs for the duration).
-func (s *Sizer) grow(c engine.Container, want int64, res *Result) error {
-	g, err := thin.GrowDevice(s.ctl, c.DeviceName, s.pool, want)
-	if err != nil {
+	if err := s.Devices.Hold(c.Device); err != nil {
 		return err
 	}
-	res.DeviceStall = g.Stall
-	r, err := fs.Grow("/dev/mapper/"+c.DeviceName, want)
-	if err != nil {
-		return err
-	}
-	res.FilesystemTime = r.Duration
+	res.Held = true
 	return nil
 }
 
-// growViaEngine has the engine activate and mount a stopped container's device under its own
-// locks (engine.HoldMounted), grows it while the engine holds it, takes hold of it, and lets
-// the engine go. A `docker start` racing this waits for the container lock.
-func (s *Sizer) growViaEngine(ctx context.Context, c engine.Container, want int64, res *Result) error {
-	ctx, cancel := context.WithTimeout(ctx, s.ActivateTimeout)
-	defer cancel()
-	m := s.eng.HoldMounted(ctx, c.ID)
-	var err error
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-wait:
-	for {
-		var active bool
-		if _, active, err = s.liveSize(c.DeviceName); err != nil || active {
-			break
+// admitGrowth checks growth to want against the policy and records the intent, as one step
+// across every container, so that a burst cannot pass the over-commit bound together.
+func (s *Sizer) admitGrowth(c Container, rec *Record, label string, want, current, persisted int64) error {
+	s.admit.Lock()
+	defer s.admit.Unlock()
+	poolData, err := s.Devices.PoolData()
+	if err != nil {
+		return err
+	}
+	if err := s.Policy.admit(label, want, poolData, s.Store.Granted(c.ID)); err != nil {
+		return err
+	}
+	*rec = Record{ID: c.ID, Name: c.Name, Device: c.Device, DeviceID: c.DeviceID, Label: label, Want: want, Applied: rec.Applied}
+	if err := s.Store.Put(*rec); err != nil {
+		return err
+	}
+	s.warnOvercommit(c, want, persisted, poolData)
+	return nil
+}
+
+// warnOvercommit says, as LVM does, when the virtual sizes of the pool's devices pass its data
+// size. Thin provisioning exists to over-commit: it is a warning, never a refusal.
+func (s *Sizer) warnOvercommit(c Container, want, persisted, poolData int64) {
+	if poolData <= 0 {
+		return
+	}
+	total, err := s.Sizes.Provisioned()
+	if err != nil {
+		s.Log.WithError(err).Debug("reading the pool's provisioned size")
+		return
+	}
+	total += want - persisted
+	ratio := float64(total) / float64(poolData)
+	if s.Obs != nil {
+		s.Obs.Overcommit(ratio)
+	}
+	if ratio > 1 {
+		s.Log.WithFields(logrus.Fields{"container": short(c.ID), "provisioned": total, "pool_data": poolData, "ratio": fmt.Sprintf("%.2f", ratio)}).
+			Warnf("WARNING: container %s: sum of all thin device sizes (%s) exceeds the size of the thin pool (%s): %.2f× over-committed; the pool guard and the metrics are what keep it from filling",
+				c.Name, size.Format(total), size.Format(poolData), ratio)
+	}
+}
+
+// reject records and logs a rejection once per label and reason.
+func (s *Sizer) reject(c Container, rec Record, label string, err error, current int64, log logrus.FieldLogger) {
+	if rec.Rejected == err.Error() && rec.Label == label {
+		return
+	}
+	log.WithField("size", size.Format(current)).Warnf("container %s: %v; it keeps its current size %s", c.Name, err, size.Format(current))
+	rec.ID, rec.Name, rec.Device, rec.DeviceID = c.ID, c.Name, c.Device, c.DeviceID
+	rec.Label, rec.Rejected, rec.Want = label, err.Error(), rec.Applied
+	if perr := s.Store.Put(rec); perr != nil {
+		log.WithError(perr).Error("recording the rejection")
+	}
+}
+
+// grow brings container c's device and filesystem to want, in the crash-safe order, and
+// records it applied. The intent (rec.Want >= want) is recorded before.
+func (s *Sizer) grow(ctx context.Context, c Container, rec *Record, want int64, res *Result) error {
+	if err := s.Sizes.Persist(c.Device, want); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("the engine deleted device %s: %w", c.Device, err)
+		}
+		return err
+	}
+	if err := s.step(StepPersisted); err != nil {
+		return err
+	}
+	st, err := s.Devices.State(c.Device)
+	if err != nil {
+		return err
+	}
+	res.Strategy = GrowLive
+	if !st.Active {
+		res.Strategy = ViaEngine
+		m, err := s.mountViaEngine(ctx, c)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if rerr := m.Release(); rerr != nil {
+				// A read-only rootfs refuses the upload after the engine mounted it: what the
+				// mount was for is done.
+				s.Log.WithField("container", short(c.ID)).Debugf("releasing the engine's mount: %v", rerr)
+			}
+		}()
+		if err := s.step(StepMounted); err != nil {
+			return err
+		}
+	}
+	// Hold before growing: a stop from now on leaves the device in place for the next start.
+	if want > c.Cached {
+		if err := s.Devices.Hold(c.Device); err != nil {
+			return err
+		}
+		res.Held = true
+		if err := s.step(StepHeld); err != nil {
+			return err
+		}
+	}
+	stall, err := s.Devices.Grow(c.Device, want)
+	if err != nil {
+		return err
+	}
+	res.DeviceStall = stall
+	if err := s.step(StepDevice); err != nil {
+		return err
+	}
+	fsTime, err := s.Devices.GrowFS(c.Device, want)
+	if err != nil {
+		return err
+	}
+	res.FilesystemTime = fsTime
+	if err := s.step(StepFilesystem); err != nil {
+		return err
+	}
+	rec.Applied = want
+	rec.Rejected = ""
+	if err := s.Store.Put(*rec); err != nil {
+		return err
+	}
+	return s.step(StepApplied)
+}
+
+// mountViaEngine has the engine activate and mount a stopped container's device under its own
+// locks, and waits until the engine's mount holds it (not only its activation: a private mount
+// of dmsize's between the two could make the engine's own mount fail, e.g. with SELinux
+// contexts).
+func (s *Sizer) mountViaEngine(ctx context.Context, c Container) (Mount, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.MountTimeout)
+	m := s.Engine.MountRootfs(ctx, c.ID)
+	fail := func(err error) (Mount, error) {
+		m.Release()
+		cancel()
+		return nil, err
+	}
+	for delay := 2 * time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
+		st, err := s.Devices.State(c.Device)
+		if err != nil {
+			return fail(err)
+		}
+		if st.Active && st.Opens > 0 {
+			return releaseThen{m, cancel}, nil
 		}
 		select {
 		case <-m.Done():
-			// The engine answered before we saw the device: read-only rootfs, or gone.
-			if _, active, err = s.liveSize(c.DeviceName); err == nil && !active {
-				err = fmt.Errorf("the engine did not keep the container's rootfs mounted (%v); it is sized when it starts", m.Err())
+			if st, err = s.Devices.State(c.Device); err == nil && st.Active && st.Opens > 0 {
+				return releaseThen{m, cancel}, nil
 			}
-			break wait
+			return fail(fmt.Errorf("the engine did not keep the container's root filesystem mounted (%v); it is sized when it starts", m.Err()))
 		case <-ctx.Done():
-			err = fmt.Errorf("waiting for the engine to mount the container's rootfs: %w", ctx.Err())
-			break wait
-		case <-tick.C:
+			return fail(fmt.Errorf("waiting for the engine to mount the container's root filesystem: %w", ctx.Err()))
+		case <-time.After(delay):
 		}
 	}
-	if err == nil {
-		err = s.grow(c, want, res)
-	}
-	if err == nil && c.DeviceSize < want {
-		err = s.holds.Hold(c.DeviceName)
-	}
-	if rerr := m.Release(); rerr != nil && err == nil {
-		// Read-only rootfs containers refuse the upload after the engine mounted them: the
-		// grow above already happened, which is all the hold was for.
-		s.log.WithField("container", short(c.ID)).Debugf("releasing the engine's mount: %v", rerr)
-	}
-	return err
 }
 
-// activate creates the container's device at the given size, as the engine would, for a
-// device the engine would re-create too small. Only for a device that does not exist.
-func (s *Sizer) activate(c engine.Container, applied int64) error {
-	if _, err := s.ctl.Create(c.DeviceName, ""); err != nil {
-		return err
-	}
-	t := dm.Target{Start: 0, Length: uint64(applied / size.Sector), Type: "thin", Params: dm.ThinTable{PoolDev: s.pool.String(), DevID: uint64(c.DeviceID)}.String()}
-	if err := s.ctl.Load(c.DeviceName, []dm.Target{t}); err != nil {
-		s.ctl.Remove(c.DeviceName, false)
-		return err
-	}
-	if err := s.ctl.Resume(c.DeviceName); err != nil {
-		s.ctl.Remove(c.DeviceName, false)
-		return err
-	}
-	s.log.WithFields(logrus.Fields{"container": short(c.ID), "device": c.DeviceName, "size": applied}).Info("re-activated a grown device the engine would re-create too small")
-	return nil
+// releaseThen also ends the mount's context once the engine let go.
+type releaseThen struct {
+	Mount
+	cancel context.CancelFunc
 }
 
-// Forget lets go of a destroyed container: its device (so the engine can delete it) and its
+func (r releaseThen) Release() error {
+	defer r.cancel()
+	return r.Mount.Release()
+}
+
+// Forget lets go of a removed container: its device (so the engine can delete it) and its
 // record.
-func (s *Sizer) Forget(id string) {
-	defer s.lock(id)()
-	s.forget(id)
-}
-
-func (s *Sizer) forget(id string) {
-	rec, ok, err := s.store.Get(id)
-	if err != nil || !ok {
-		return
-	}
-	if s.holds.Release(rec.Device) {
-		s.log.WithFields(logrus.Fields{"container": short(id), "device": rec.Device}).Info("released the device of a removed container")
-	}
-	if err := s.store.Delete(id); err != nil {
-		s.log.WithError(err).Error("deleting a record")
-	}
-}
-
-// Reconcile ensures every labelled container and forgets records of containers that are gone.
-// It runs on every (re)connection to the engine's event stream.
-func (s *Sizer) Reconcile(ctx context.Context) {
-	ids, err := s.eng.SizedContainers(ctx)
+func (s *Sizer) Forget(ctx context.Context, id string) {
+	unlock, err := s.locks.lock(ctx, id)
 	if err != nil {
-		s.log.WithError(err).Warn("reconcile: listing containers")
 		return
 	}
-	seen := map[string]bool{}
-	for _, id := range ids {
-		seen[id] = true
-		if _, err := s.Ensure(ctx, id); err != nil && !isRejection(err) {
-			s.log.WithError(err).WithField("container", short(id)).Warn("reconcile")
+	defer unlock()
+	rec, ok := s.Store.Get(id)
+	if !ok {
+		return
+	}
+	if s.Devices.Release(rec.Device) {
+		s.Log.WithFields(logrus.Fields{"container": short(id), "device": rec.Device}).Info("released the device of a removed container")
+	}
+	if err := s.Store.Delete(id); err != nil {
+		s.Log.WithError(err).Error("deleting a record")
+	}
+}
+
+// CheckNew applies the policy to a label of a container about to be created (strict mode),
+// whose root filesystem will be base bytes.
+func (s *Sizer) CheckNew(label string, base int64) error {
+	want, err := parse(label)
+	if err != nil {
+		return err
+	}
+	if want < base {
+		return shrink(label, want, base)
+	}
+	if want == base {
+		return nil
+	}
+	var poolData int64
+	if s.Policy.bounded() {
+		if poolData, err = s.Devices.PoolData(); err != nil {
+			return err
 		}
 	}
-	recs, err := s.store.All()
-	if err != nil {
-		s.log.WithError(err).Warn("reconcile: reading records")
-		return
-	}
-	for _, r := range recs {
-		if !seen[r.ID] {
-			if _, err := s.eng.Container(ctx, r.ID); errors.Is(err, engine.ErrNotFound) {
-				s.Forget(r.ID)
-			}
-		}
-	}
+	return s.Policy.admit(label, want, poolData, s.Store.Granted(""))
 }
 
-func isRejection(err error) bool {
-	var r *Rejection
-	return errors.As(err, &r)
+// ReleaseForRemoval lets go of container ref's device before the engine removes the container
+// (strict mode sees `docker rm` before the engine acts), so that the engine can delete the
+// device at once. The record stays until Forget; an Ensure puts the hold back if the removal
+// fails.
+func (s *Sizer) ReleaseForRemoval(ctx context.Context, ref string) (string, error) {
+	c, err := s.Engine.Container(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	unlock, err := s.locks.lock(ctx, c.ID)
+	if err != nil {
+		return c.ID, err
+	}
+	defer unlock()
+	rec, ok := s.Store.Get(c.ID)
+	if !ok || !s.Devices.Release(rec.Device) {
+		return c.ID, nil
+	}
+	// The kernel completes a pending deferred removal from a work queue after the last
+	// close: wait for it, or the engine's delete finds the device still there and defers.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if st, err := s.Devices.State(rec.Device); err != nil || !st.Exists || !st.Deferred {
+			break
+		}
+	}
+	return c.ID, nil
 }
+
+// Locks is the number of containers with an operation in flight or waiting (a metric).
+func (s *Sizer) Locks() int { return s.locks.len() }
 
 func short(id string) string {
 	if len(id) > 12 {
@@ -401,43 +528,7 @@ func short(id string) string {
 	return id
 }
 
-// CheckNew applies the policy to a label of a container about to be created (strict mode),
-// whose root filesystem will be the engine's base size.
-func (s *Sizer) CheckNew(label string) error {
-	base := int64(0)
-	if p, err := devmeta.Path(s.storage.Home(), "base"); err == nil {
-		if d, err := devmeta.Read(p); err == nil {
-			base = d.Size
-		}
-	}
-	_, err := s.check(engine.Container{}, label, base)
-	return err
-}
-
-// ReleaseForRemoval lets go of container ref's device before the engine removes the container
-// (strict mode sees `docker rm` before the engine acts), so that the engine can delete the
-// device at once. It returns the container's full id; the record stays until Forget, and an
-// Ensure puts the hold back if the removal fails.
-func (s *Sizer) ReleaseForRemoval(ctx context.Context, ref string) (string, error) {
-	c, err := s.eng.Container(ctx, ref)
-	if err != nil {
-		return "", err
-	}
-	defer s.lock(c.ID)()
-	rec, ok, err := s.store.Get(c.ID)
-	if err != nil || !ok {
-		return c.ID, err
-	}
-	if !s.holds.Release(rec.Device) {
-		return c.ID, nil
-	}
-	// The kernel completes a pending deferred removal from a work queue after the last close:
-	// wait for it, or the engine's delete finds the device still there and defers.
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		info, err := s.ctl.Info(rec.Device)
-		if err != nil || !info.DeferredRemove {
-			break
-		}
-	}
-	return c.ID, nil
+func isRejection(err error) bool {
+	var r *Rejection
+	return errors.As(err, &r)
 }

@@ -47,6 +47,7 @@ const (
 	cmdListDevices = 2
 	cmdDevCreate   = 3
 	cmdDevRemove   = 4
+	cmdDevRename   = 5
 	cmdDevSuspend  = 6
 	cmdDevStatus   = 7
 	cmdTableLoad   = 9
@@ -54,7 +55,7 @@ const (
 	cmdTableStatus = 12
 	cmdTargetMsg   = 14
 	cmdDevArmPoll  = 16
-	// Deliberately absent: DM_REMOVE_ALL (1) and DM_DEV_RENAME (5).
+	// Deliberately absent: DM_REMOVE_ALL (1).
 
 	flagReadOnly        = 1 << 0
 	flagSuspend         = 1 << 1

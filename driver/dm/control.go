@@ -231,6 +231,29 @@ func (c *Control) Create(name, uuid string) (Dev, error) {
 	return decodeDev(rep.Dev), nil
 }
 
+// Rename renames device old to new, which must not exist. A device made under a temporary
+// name, loaded and resumed, then renamed into place is never seen under its real name without
+// a live table.
+func (c *Control) Rename(old, new string) error {
+	if err := checkName(new); err != nil {
+		return &Error{Op: "rename", Name: old, Err: err}
+	}
+	info, err := c.Info(old)
+	if err != nil {
+		return err
+	}
+	if _, err := c.named("rename", old, request{cmd: cmdDevRename, payload: append([]byte(new), 0)}); err != nil {
+		return err
+	}
+	if err := EnsureNode(new, info.Dev, c.NodeWait); err != nil {
+		return &Error{Op: "rename", Name: new, Err: err}
+	}
+	if err := removeNode(old, info.Dev); err != nil {
+		return &Error{Op: "rename", Name: old, Err: err}
+	}
+	return nil
+}
+
 // Remove removes the device. With deferred, an open device is removed at its last close
 // instead of failing with EBUSY. Once the device is gone, a plain /dev/mapper/NAME node of its
 // number (one EnsureNode made) is removed too; udev's symlinks are udev's to remove.

@@ -17,6 +17,9 @@ import (
 // mapperDir is where device nodes live; tests point it elsewhere.
 var mapperDir = "/dev/mapper"
 
+// Node is the path of device name's node: /dev/mapper/NAME.
+func Node(name string) string { return filepath.Join(mapperDir, name) }
+
 // nodePoll is how often EnsureNode looks for udev's work while it waits.
 const nodePoll = 10 * time.Millisecond
 
@@ -34,7 +37,7 @@ func EnsureNode(name string, dev Dev, wait time.Duration) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	path := filepath.Join(mapperDir, name)
+	path := Node(name)
 	deadline := time.Now().Add(wait)
 	for {
 		ok, err := nodeIs(path, dev)
@@ -91,7 +94,7 @@ func makeNode(path string, dev Dev) error {
 // dev: such a node is ours (or libdevmapper's fallback's) and nobody else will remove it.
 // Symlinks are udev's, and a node of another device is not ours to touch.
 func removeNode(name string, dev Dev) error {
-	path := filepath.Join(mapperDir, name)
+	path := Node(name)
 	deadline := time.Now().Add(nodeRemoveWait)
 	for {
 		var st unix.Stat_t

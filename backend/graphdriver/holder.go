@@ -1,4 +1,4 @@
-package sizer
+package graphdriver
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dmsize/dmsize/driver/dm"
 )
 
 // Holder keeps grown thin devices open. The engine caches every device's size for its whole
@@ -15,13 +17,12 @@ import (
 // device in place. The hold is let go at `destroy` (so `docker rm` can delete the device) and
 // is unnecessary after the engine restarts (it then reads the rewritten size).
 type Holder struct {
-	dir   string // where device nodes are: /dev/mapper
 	mu    sync.Mutex
 	files map[string]*os.File
 }
 
-// NewHolder holds nodes under dir (normally /dev/mapper).
-func NewHolder(dir string) *Holder { return &Holder{dir: dir, files: map[string]*os.File{}} }
+// NewHolder makes an empty Holder.
+func NewHolder() *Holder { return &Holder{files: map[string]*os.File{}} }
 
 // Hold opens device name, once; holding an already held device does nothing.
 func (h *Holder) Hold(name string) error {
@@ -30,7 +31,7 @@ func (h *Holder) Hold(name string) error {
 	if _, ok := h.files[name]; ok {
 		return nil
 	}
-	f, err := os.OpenFile(h.dir+"/"+name, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	f, err := os.OpenFile(dm.Node(name), os.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("holding device %s open: %w", name, err)
 	}

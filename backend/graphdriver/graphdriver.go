@@ -1,0 +1,252 @@
+// Package graphdriver is the sizer's backend for Docker's devicemapper graph driver (Docker
+// 17.06–24.x): the engine's API, the engine's thin pool through device-mapper, and the
+// engine's per-device metadata files, where it reads each device's size at start.
+package graphdriver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dmsize/dmsize/driver/dm"
+	"github.com/dmsize/dmsize/driver/fs"
+	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/driver/thin"
+	"github.com/dmsize/dmsize/engine"
+	"github.com/dmsize/dmsize/engine/devmeta"
+	"github.com/dmsize/dmsize/sizer"
+)
+
+// Backend implements sizer.Engine, sizer.Devices and sizer.Sizes for one engine.
+type Backend struct {
+	eng     *engine.Client
+	ctl     *dm.Control
+	storage engine.Storage
+	pool    dm.Dev
+	holds   *Holder
+}
+
+var (
+	_ sizer.Engine  = (*Backend)(nil)
+	_ sizer.Devices = (*Backend)(nil)
+	_ sizer.Sizes   = (*Backend)(nil)
+)
+
+// ErrDeferredRemovalOff means the engine would not leave a held device in place at stop.
+var ErrDeferredRemovalOff = errors.New("the engine runs without deferred device removal; dmsize needs it (add \"dm.use_deferred_removal=true\" to storage-opts in /etc/docker/daemon.json and restart dockerd)")
+
+// Refusal is why no container may grow on this engine, or nil.
+func Refusal(st engine.Storage) error {
+	if !st.DeferredRemoval {
+		return ErrDeferredRemovalOff
+	}
+	return nil
+}
+
+// New prepares the backend for an engine on the devicemapper graph driver, and removes what
+// an Activate interrupted by a crash left.
+func New(eng *engine.Client, ctl *dm.Control, st engine.Storage) (*Backend, error) {
+	if st.Driver != "devicemapper" {
+		return nil, fmt.Errorf("the engine's storage driver is %q; dmsize sizes devicemapper thin devices", st.Driver)
+	}
+	info, err := ctl.Info(st.PoolName)
+	if err != nil {
+		return nil, fmt.Errorf("the engine's thin pool %q: %w", st.PoolName, err)
+	}
+	b := &Backend{eng: eng, ctl: ctl, storage: st, pool: info.Dev, holds: NewHolder()}
+	return b, b.removeStaging()
+}
+
+// --- sizer.Engine
+
+// Container inspects a container.
+func (b *Backend) Container(ctx context.Context, ref string) (sizer.Container, error) {
+	c, err := b.eng.Container(ctx, ref)
+	if errors.Is(err, engine.ErrNotFound) {
+		return sizer.Container{}, fmt.Errorf("%w: %w", sizer.ErrNotFound, err)
+	}
+	if err != nil {
+		return sizer.Container{}, err
+	}
+	out := sizer.Container{ID: c.ID, Name: c.Name, Labels: c.Labels, Running: c.Running}
+	if c.Driver == "devicemapper" {
+		out.Device, out.DeviceID, out.Cached = c.DeviceName, c.DeviceID, c.DeviceSize
+	}
+	return out, nil
+}
+
+// SizedContainers lists the labelled containers.
+func (b *Backend) SizedContainers(ctx context.Context) ([]string, error) {
+	return b.eng.SizedContainers(ctx)
+}
+
+// MountRootfs has the engine mount the container's rootfs (engine.HoldMounted).
+func (b *Backend) MountRootfs(ctx context.Context, id string) sizer.Mount {
+	return b.eng.HoldMounted(ctx, id)
+}
+
+// --- sizer.Devices
+
+// State reads the device's state; its size only from a thin table on the engine's pool.
+func (b *Backend) State(name string) (sizer.DeviceState, error) {
+	info, err := b.ctl.Info(name)
+	if errors.Is(err, dm.ErrNotFound) {
+		return sizer.DeviceState{}, nil
+	}
+	if err != nil {
+		return sizer.DeviceState{}, err
+	}
+	st := sizer.DeviceState{Exists: true, Active: info.LiveTable && !info.Suspended, Opens: info.OpenCount, Deferred: info.DeferredRemove}
+	if st.Active {
+		_, sectors, err := thin.CheckDevice(b.ctl, name, b.pool)
+		if err != nil {
+			return st, err
+		}
+		st.Size = int64(sectors) * size.Sector
+	}
+	return st, nil
+}
+
+// Grow grows an active thin device's table.
+func (b *Backend) Grow(name string, sz int64) (time.Duration, error) {
+	g, err := thin.GrowDevice(b.ctl, name, b.pool, sz)
+	return g.Stall, err
+}
+
+// stagingSuffix names the temporary device Activate builds before renaming it into place.
+const stagingSuffix = ".dmsize-activate"
+
+// Activate brings up the absent thin device name (thin id deviceID) at sz bytes: under a
+// temporary name first, table loaded and resumed, then renamed into place. The engine, which
+// uses an existing device as it finds it, never finds one without a table; if it creates the
+// device meanwhile, the rename fails and the temporary device is removed.
+func (b *Backend) Activate(name string, deviceID int, sz int64) error {
+	tmp := name + stagingSuffix
+	if _, err := b.ctl.Info(tmp); err == nil {
+		if err := b.ctl.Remove(tmp, false); err != nil {
+			return err
+		}
+	}
+	if _, err := b.ctl.Create(tmp, ""); err != nil {
+		return err
+	}
+	t := dm.Target{Start: 0, Length: uint64(sz / size.Sector), Type: "thin", Params: dm.ThinTable{PoolDev: b.pool.String(), DevID: uint64(deviceID)}.String()}
+	err := b.ctl.Load(tmp, []dm.Target{t})
+	if err == nil {
+		err = b.ctl.Resume(tmp)
+	}
+	if err == nil {
+		err = b.ctl.Rename(tmp, name)
+	}
+	if err != nil {
+		b.ctl.Remove(tmp, false)
+		return err
+	}
+	return nil
+}
+
+// removeStaging removes temporary devices an interrupted Activate left: each maps a thin device
+// the engine may want to delete.
+func (b *Backend) removeStaging() error {
+	list, err := b.ctl.List()
+	if err != nil {
+		return err
+	}
+	for _, d := range list {
+		if strings.HasSuffix(d.Name, stagingSuffix) {
+			if err := b.ctl.Remove(d.Name, false); err != nil {
+				return fmt.Errorf("removing %s, left by an interrupted activation: %w", d.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// GrowFS grows the filesystem on an active device.
+func (b *Backend) GrowFS(name string, sz int64) (time.Duration, error) {
+	r, err := fs.Grow(dm.Node(name), sz)
+	return r.Duration, err
+}
+
+// Hold keeps the device open.
+func (b *Backend) Hold(name string) error { return b.holds.Hold(name) }
+
+// Release lets go of a held device.
+func (b *Backend) Release(name string) bool { return b.holds.Release(name) }
+
+// Holds is the number of devices held.
+func (b *Backend) Holds() int { return b.holds.Count() }
+
+// PoolData reads the pool's data size without a metadata commit.
+func (b *Backend) PoolData() (int64, error) {
+	p, err := thin.ReadPoolNoFlush(b.ctl, b.storage.PoolName)
+	if err != nil {
+		return 0, err
+	}
+	_, total := p.DataBytes()
+	return total, nil
+}
+
+// --- sizer.Sizes
+
+func (b *Backend) metadataPath(device string) (string, error) {
+	hash, err := devmeta.HashFromDeviceName(device)
+	if err != nil {
+		return "", err
+	}
+	return devmeta.Path(b.storage.Home(), hash)
+}
+
+// Persisted is the size in the device's metadata file.
+func (b *Backend) Persisted(device string) (int64, error) {
+	p, err := b.metadataPath(device)
+	if err != nil {
+		return 0, err
+	}
+	d, err := devmeta.Read(p)
+	return d.Size, err
+}
+
+// Persist rewrites the size in the device's metadata file.
+func (b *Backend) Persist(device string, sz int64) error {
+	p, err := b.metadataPath(device)
+	if err != nil {
+		return err
+	}
+	_, err = devmeta.SetSize(p, sz)
+	return err
+}
+
+// BaseSize is the size of the engine's base device: what a new container gets.
+func (b *Backend) BaseSize() (int64, error) {
+	p, err := devmeta.Path(b.storage.Home(), "base")
+	if err != nil {
+		return 0, err
+	}
+	d, err := devmeta.Read(p)
+	return d.Size, err
+}
+
+// Provisioned sums the sizes of the pool's devices from their metadata files.
+func (b *Backend) Provisioned() (int64, error) {
+	dir := filepath.Join(b.storage.Home(), "metadata")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, e := range ents {
+		p, err := devmeta.Path(b.storage.Home(), e.Name())
+		if err != nil {
+			continue // deviceset-metadata, transaction-metadata, temp files
+		}
+		if d, err := devmeta.Read(p); err == nil && !d.Deleted {
+			total += d.Size
+		}
+	}
+	return total, nil
+}

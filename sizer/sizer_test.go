@@ -1,0 +1,515 @@
+package sizer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// A stopped container is grown through the engine's mount before its first start, held, and
+// starts at its size; stop/start keeps it; an engine restart makes the hold unnecessary.
+func TestGrowStoppedViaEngine(t *testing.T) {
+	r := newRig(t)
+	c := r.w.create(1, label("42G"))
+	res := r.mustEnsure(c.ID, Grown)
+	if res.Strategy != ViaEngine || !res.Held || res.Before != 10*G || res.After != 42*G {
+		t.Fatalf("result %+v", res)
+	}
+	if r.w.mounts != 0 {
+		t.Fatalf("the engine's mount was not released: %d", r.w.mounts)
+	}
+	for i := 0; i < 3; i++ {
+		if got, err := r.w.start(t, c.ID); err != nil || got != 42*G {
+			t.Fatalf("start %d: %d, %v", i, got, err)
+		}
+		r.w.stop(c.ID)
+	}
+	r.mustEnsure(c.ID, Unchanged)
+	if rec, _ := r.s.Store.Get(c.ID); rec.Applied != 42*G || rec.Want != 42*G {
+		t.Fatalf("record %+v", rec)
+	}
+	r.w.restartEngine()
+	r.restartPlugin(Policy{})
+	res = r.mustEnsure(c.ID, Unchanged)
+	if res.Held {
+		t.Fatal("held after the engine restarted with the persisted size")
+	}
+	if got, err := r.w.start(t, c.ID); err != nil || got != 42*G {
+		t.Fatalf("start after an engine restart: %d, %v", got, err)
+	}
+}
+
+func TestGrowRunningLive(t *testing.T) {
+	r := newRig(t)
+	c := r.w.create(1, label("20G"))
+	r.w.start(t, c.ID)
+	res := r.mustEnsure(c.ID, Grown)
+	if res.Strategy != GrowLive || r.w.fs[1] != 20*G {
+		t.Fatalf("result %+v, fs %d", res, r.w.fs[1])
+	}
+	// Growing the label by the short ID and by the name resolves to the same container.
+	r.w.ctrs[c.ID].c.Labels = label("30G")
+	r.mustEnsure(c.Name, Grown)
+	r.w.ctrs[c.ID].c.Labels = label("40G")
+	r.mustEnsure(c.ID[:12], Grown)
+	r.w.stop(c.ID)
+	if got, err := r.w.start(t, c.ID); err != nil || got != 40*G {
+		t.Fatalf("restart: %d, %v", got, err)
+	}
+}
+
+// The kill -9 matrix: a crash right after each step, on a stopped and on a running container.
+// Before the plugin is back the container starts at its old size or its new one (after the
+// filesystem grew, only the restarted plugin can make it start: the documented window); once a
+// fresh plugin reconciled, it starts at the new size. The same holds after an engine restart.
+func TestCrashAfterEachStep(t *testing.T) {
+	steps := []string{StepIntent, StepPersisted, StepMounted, StepHeld, StepDevice, StepFilesystem, StepApplied}
+	for _, running := range []bool{false, true} {
+		for _, step := range steps {
+			if running && step == StepMounted {
+				continue
+			}
+			for _, engineRestart := range []bool{false, true} {
+				name := fmt.Sprintf("running=%v/%s/engine-restart=%v", running, step, engineRestart)
+				t.Run(name, func(t *testing.T) { crashAt(t, step, running, engineRestart) })
+			}
+		}
+	}
+}
+
+func crashAt(t *testing.T, step string, running, engineRestart bool) {
+	r := newRig(t)
+	c := r.w.create(1, label("42G"))
+	if running {
+		r.w.start(t, c.ID)
+	}
+	r.crash = step
+	if _, err := r.ensure(c.ID); !errors.Is(err, errCrash) {
+		t.Fatalf("no crash at %s: %v", step, err)
+	}
+	r.w.crash()
+	fsGrown := r.w.fs[1] > 10*G
+	if running {
+		// The engine kept its mount: the container runs on, and can be stopped and started
+		// again as long as the filesystem fits its device.
+		r.w.stop(c.ID)
+	}
+	if engineRestart {
+		r.w.restartEngine()
+	} else if got, err := r.w.start(t, c.ID); err == nil {
+		if got != 10*G && got != 42*G {
+			t.Fatalf("started at %d", got)
+		}
+		r.w.stop(c.ID)
+	} else if !fsGrown {
+		t.Fatalf("the container cannot start before the plugin is back, with its filesystem unchanged: %v", err)
+	}
+	r.restartPlugin(Policy{Max: 1 << 40})
+	r.s.Reconcile(context.Background())
+	drain(t, r.s)
+	if got, err := r.w.start(t, c.ID); err != nil || got != 42*G {
+		t.Fatalf("start after the plugin came back: %d, %v", got, err)
+	}
+	r.w.stop(c.ID)
+	if got, err := r.w.start(t, c.ID); err != nil || got != 42*G {
+		t.Fatalf("second start: %d, %v", got, err)
+	}
+	if rec, _ := r.s.Store.Get(c.ID); rec.Applied != 42*G {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+// drain runs the sizer's workers until its queue is empty.
+func drain(t *testing.T, s *Sizer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx, time.Second); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Queued() > 0 || s.Locks() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue not drained: %d queued, %d locks", s.Queued(), s.Locks())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+}
+
+// A failure (not a crash) at any device or filesystem operation leaves a container that
+// starts, and the next Ensure finishes the growth.
+func TestFailureThenRetry(t *testing.T) {
+	for _, op := range []string{"state", "grow", "growfs", "hold", "pool", "persist", "persisted"} {
+		for _, running := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/running=%v", op, running), func(t *testing.T) {
+				r := newRig(t)
+				c := r.w.create(1, label("42G"))
+				if running {
+					r.w.start(t, c.ID)
+				}
+				r.w.fail[op] = errors.New("EIO")
+				res, err := r.ensure(c.ID)
+				if err == nil || res.Action != Failed {
+					t.Fatalf("%+v, %v", res, err)
+				}
+				if isRejection(err) {
+					t.Fatal("a transient failure reported as a rejection")
+				}
+				if rec, _ := r.s.Store.Get(c.ID); rec.Rejected != "" {
+					t.Fatalf("a transient failure recorded as a rejection: %+v", rec)
+				}
+				r.w.stop(c.ID)
+				if got, err := r.w.start(t, c.ID); err != nil {
+					t.Fatalf("cannot start after a failed %s: %v", op, err)
+				} else if got != 10*G && got != 42*G {
+					t.Fatalf("size %d", got)
+				}
+				r.w.stop(c.ID)
+				delete(r.w.fail, op)
+				r.ensure(c.ID)
+				if got, err := r.w.start(t, c.ID); err != nil || got != 42*G {
+					t.Fatalf("after the retry: %d, %v", got, err)
+				}
+				if r.obs.actions["failed"] != 1 || r.obs.actions["rejected"] != 0 {
+					t.Fatalf("observed %v", r.obs.actions)
+				}
+			})
+		}
+	}
+}
+
+// Bad labels: one log line each, naming the container, the label and the reason; the
+// container keeps its size; a second event logs nothing new.
+func TestRejections(t *testing.T) {
+	r := newRig(t)
+	r.restartPlugin(Policy{Max: 100 * G, Overcommit: 1.5})
+	r.w.pool = 20 * G
+	for i, tc := range []struct{ label, reason string }{
+		{"42X", "not a size in Docker's grammar"},
+		{"0", "must be positive"},
+		{"-1G", "not a size"},
+		{"5G", "smaller than the current size"},
+		{"200G", "above the plugin's maximum 100GiB"},
+		{"40G", "the pool cannot hold it"},
+	} {
+		c := r.w.create(i+1, label(tc.label))
+		for j := 0; j < 2; j++ {
+			res, err := r.ensure(c.ID)
+			if !isRejection(err) || res.Action != Rejected || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("%s: %+v, %v", tc.label, res, err)
+			}
+		}
+		if n := len(r.lines(logrus.WarnLevel, c.Name, "dm.size="+tc.label+" rejected", tc.reason)); n != 1 {
+			t.Fatalf("%s: %d log lines", tc.label, n)
+		}
+		if got, err := r.w.start(t, c.ID); err != nil || got != 10*G {
+			t.Fatalf("%s: %d, %v", tc.label, got, err)
+		}
+	}
+	if r.obs.actions["rejected"] != 12 {
+		t.Fatalf("observed %v", r.obs.actions)
+	}
+}
+
+// Lowering MAX_SIZE or OVERCOMMIT after a size was applied never costs it: the safety steps
+// run whatever the policy says now.
+func TestPolicyLoweredAfterApplied(t *testing.T) {
+	r := newRig(t)
+	c := r.w.create(1, label("42G"))
+	r.mustEnsure(c.ID, Grown)
+	r.w.crash() // a plugin restart with the new settings, between a stop and the next start
+	r.restartPlugin(Policy{Max: 20 * G, Overcommit: 0.1})
+	res := r.mustEnsure(c.ID, Repaired)
+	if res.Strategy != Reactivate || !res.Held {
+		t.Fatalf("%+v", res)
+	}
+	if got, err := r.w.start(t, c.ID); err != nil || got != 42*G {
+		t.Fatalf("start: %d, %v", got, err)
+	}
+	// A label raised past the new maximum is refused; the container keeps 42G.
+	r.w.ctrs[c.ID].c.Labels = label("50G")
+	if _, err := r.ensure(c.ID); !isRejection(err) {
+		t.Fatalf("50G over MAX_SIZE=20G: %v", err)
+	}
+	r.w.stop(c.ID)
+	if got, err := r.w.start(t, c.ID); err != nil || got != 42*G {
+		t.Fatalf("start: %d, %v", got, err)
+	}
+}
+
+// A burst of concurrent growths never passes the over-commit bound together.
+func TestOvercommitUnderBurst(t *testing.T) {
+	r := newRig(t)
+	r.restartPlugin(Policy{Overcommit: 1})
+	r.w.pool = 100 * G
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	granted := 0
+	for i := 1; i <= 20; i++ {
+		c := r.w.create(i, label("20G"))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if res, _ := r.ensure(c.ID); res.Action == Grown {
+				mu.Lock()
+				granted++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if granted != 5 {
+		t.Fatalf("%d containers of 20G granted on a 100G pool with OVERCOMMIT=1", granted)
+	}
+	if r.s.Locks() != 0 {
+		t.Fatalf("%d lock entries left", r.s.Locks())
+	}
+}
+
+// With no bound (the default), a label above the pool's size is granted, with one LVM-style
+// warning and the ratio exported.
+func TestOvercommitWarns(t *testing.T) {
+	r := newRig(t)
+	r.w.pool = 8 * G
+	c := r.w.create(1, label("20G"))
+	r.mustEnsure(c.ID, Grown)
+	if n := len(r.lines(logrus.WarnLevel, "exceeds the size of the thin pool", c.Name)); n != 1 {
+		t.Fatalf("%d warnings", n)
+	}
+	if r.obs.ratio != 2.5 {
+		t.Fatalf("ratio %v", r.obs.ratio)
+	}
+}
+
+// A device the engine is activating right now is left alone, with an error; the next event
+// finds it active.
+func TestEngineActivating(t *testing.T) {
+	r := newRig(t)
+	c := r.w.create(1, label("42G"))
+	r.mustEnsure(c.ID, Grown)
+	r.w.crash()
+	r.restartPlugin(Policy{})
+	r.w.activating[c.Device] = true
+	if _, err := r.ensure(c.ID); err == nil || !strings.Contains(err.Error(), "being activated by the engine") {
+		t.Fatalf("%v", err)
+	}
+	delete(r.w.activating, c.Device)
+	r.mustEnsure(c.ID, Repaired)
+}
+
+// The engine activated the device itself at its stale size while the plugin was down (the
+// filesystem fitted: a crash before it grew): the device is grown back and the growth finished.
+func TestEngineActivatedSmallWhileDown(t *testing.T) {
+	r := newRig(t)
+	c := r.w.create(1, label("42G"))
+	r.crash = StepDevice
+	r.ensure(c.ID)
+	r.w.crash()
+	if got, err := r.w.start(t, c.ID); err != nil || got != 10*G {
+		t.Fatalf("%d %v", got, err)
+	}
+	r.restartPlugin(Policy{})
+	r.mustEnsure(c.ID, Repaired)
+	if r.w.fs[1] != 42*G || r.w.devs[c.Device].size != 42*G {
+		t.Fatalf("fs %d dev %+v", r.w.fs[1], r.w.devs[c.Device])
+	}
+}
+
+// A read-only root filesystem refuses the engine's upload: the growth waits for the start.
+func TestReadOnlyRootfs(t *testing.T) {
+	r := newRig(t)
+	c := r.w.create(1, label("42G"))
+	r.w.mountErr = errors.New("container rootfs is marked read-only")
+	if _, err := r.ensure(c.ID); err == nil || !strings.Contains(err.Error(), "sized when it starts") {
+		t.Fatalf("%v", err)
+	}
+	r.w.mountErr = nil
+	r.w.start(t, c.ID)
+	r.mustEnsure(c.ID, Repaired)
+	if r.w.fs[1] != 42*G {
+		t.Fatalf("fs %d", r.w.fs[1])
+	}
+}
+
+// An engine set up so that a hold cannot work refuses every growth, naming the container.
+func TestRefuse(t *testing.T) {
+	r := newRig(t)
+	r.s.Refuse = errors.New("the engine runs without deferred device removal")
+	c := r.w.create(1, label("42G"))
+	if _, err := r.ensure(c.ID); !isRejection(err) {
+		t.Fatal(err)
+	}
+	if len(r.lines(logrus.WarnLevel, c.Name, "deferred device removal")) != 1 {
+		t.Fatal("no line naming the container")
+	}
+}
+
+// Events: create/start queue an Ensure, destroy a Forget that releases the hold and the record;
+// unlabelled containers are ignored; a burst of events for one container is coalesced.
+func TestEventsAndForget(t *testing.T) {
+	r := newRig(t)
+	c := r.w.create(1, label("42G"))
+	plain := r.w.create(2, nil)
+	for i := 0; i < 50; i++ {
+		r.s.Handle(Event{Action: "start", ID: c.ID, Labels: c.Labels})
+	}
+	r.s.Handle(Event{Action: "create", ID: plain.ID})
+	r.s.Handle(Event{Action: "die", ID: c.ID, Labels: c.Labels})
+	if q := r.s.Queued(); q != 1 {
+		t.Fatalf("%d queued", q)
+	}
+	drain(t, r.s)
+	if r.w.fs[1] != 42*G || r.w.Holds() != 1 {
+		t.Fatalf("fs %d holds %d", r.w.fs[1], r.w.Holds())
+	}
+	r.w.remove(c.ID)
+	r.s.Handle(Event{Action: "destroy", ID: c.ID, Labels: c.Labels})
+	drain(t, r.s)
+	if r.w.Holds() != 0 || len(r.s.Store.All()) != 0 || r.w.devs[c.Device] != nil {
+		t.Fatalf("holds %d records %d device %+v", r.w.Holds(), len(r.s.Store.All()), r.w.devs[c.Device])
+	}
+}
+
+// Reconcile forgets records of containers that are gone, and an Ensure of a removed
+// container forgets it too.
+func TestReconcileForgetsGone(t *testing.T) {
+	r := newRig(t)
+	a, b := r.w.create(1, label("20G")), r.w.create(2, label("20G"))
+	r.mustEnsure(a.ID, Grown)
+	r.mustEnsure(b.ID, Grown)
+	r.w.remove(a.ID)
+	r.w.remove(b.ID)
+	r.restartPlugin(Policy{})
+	r.s.Reconcile(context.Background())
+	drain(t, r.s)
+	if n := len(r.s.Store.All()); n != 0 {
+		t.Fatalf("%d records left", n)
+	}
+	r.w.fail["list"] = errors.New("EOF")
+	r.s.Reconcile(context.Background()) // logged, nothing queued
+	if len(r.lines(logrus.WarnLevel, "reconcile")) != 1 {
+		t.Fatal("no warning for a failed listing")
+	}
+}
+
+// Three rounds of 40 creates and removes leave no lock entries, records, holds or devices.
+func TestRoundsLeaveNothing(t *testing.T) {
+	r := newRig(t)
+	for round := 0; round < 3; round++ {
+		var ids []string
+		for i := 1; i <= 40; i++ {
+			c := r.w.create(round*100+i, label("12G"))
+			ids = append(ids, c.ID)
+			r.s.Handle(Event{Action: "create", ID: c.ID, Labels: c.Labels})
+		}
+		drain(t, r.s)
+		for _, id := range ids {
+			r.w.remove(id)
+			r.s.Handle(Event{Action: "destroy", ID: id, Labels: label("12G")})
+		}
+		drain(t, r.s)
+		if r.s.Locks() != 0 || len(r.s.Store.All()) != 0 || r.w.Holds() != 0 || len(r.w.devs) != 0 {
+			t.Fatalf("round %d: locks %d records %d holds %d devices %d", round, r.s.Locks(), len(r.s.Store.All()), r.w.Holds(), len(r.w.devs))
+		}
+	}
+}
+
+// The per-container lock honours its context and is keyed by the full ID whatever the caller
+// passed.
+func TestLocks(t *testing.T) {
+	r := newRig(t)
+	c := r.w.create(1, label("42G"))
+	unlock, err := r.s.locks.lock(context.Background(), c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := r.s.Ensure(ctx, c.Name); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Ensure by name while the ID is locked: %v", err)
+	}
+	if _, err := r.s.ReleaseForRemoval(ctx, c.Name); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ReleaseForRemoval: %v", err)
+	}
+	r.s.Forget(ctx, c.ID) // gives up silently
+	unlock()
+	if r.s.Locks() != 0 {
+		t.Fatalf("%d entries", r.s.Locks())
+	}
+}
+
+// Strict mode: CheckNew applies the policy against the base size; ReleaseForRemoval lets the
+// engine delete a held device at once.
+func TestStrictModeHelpers(t *testing.T) {
+	r := newRig(t)
+	r.restartPlugin(Policy{Max: 100 * G, Overcommit: 1})
+	r.w.pool = 50 * G
+	for l, ok := range map[string]bool{"42G": true, "10G": true, "5G": false, "42X": false, "200G": false, "60G": false} {
+		if err := r.s.CheckNew(l, 10*G); (err == nil) != ok {
+			t.Errorf("CheckNew(%s): %v", l, err)
+		}
+	}
+	c := r.w.create(1, label("42G"))
+	r.mustEnsure(c.ID, Grown)
+	id, err := r.s.ReleaseForRemoval(context.Background(), c.Name)
+	if err != nil || id != c.ID || r.w.Holds() != 0 {
+		t.Fatalf("%s %v holds %d", id, err, r.w.Holds())
+	}
+	if _, err := r.s.ReleaseForRemoval(context.Background(), "nosuch"); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+}
+
+// Containers that are not dmsize's are skipped; a gone container is skipped and forgotten.
+func TestSkips(t *testing.T) {
+	r := newRig(t)
+	plain := r.w.create(1, nil)
+	r.mustEnsure(plain.ID, Skipped)
+	other := r.w.create(2, label("42G"))
+	r.w.ctrs[other.ID].c.Device = "" // on overlay2
+	r.mustEnsure(other.ID, Skipped)
+	r.mustEnsure(id64(9), Skipped)
+	r.w.fail["inspect"] = errors.New("EOF")
+	if res, err := r.ensure(plain.ID); err == nil || res.Action != Failed {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+// A label equal to the current size, or lower than what dmsize gave, changes nothing.
+func TestUnchanged(t *testing.T) {
+	r := newRig(t)
+	c := r.w.create(1, label("10G"))
+	r.mustEnsure(c.ID, Unchanged)
+	r.w.ctrs[c.ID].c.Labels = label("42G")
+	r.mustEnsure(c.ID, Grown)
+	r.w.ctrs[c.ID].c.Labels = label("20G")
+	r.mustEnsure(c.ID, Unchanged)
+	if rec, _ := r.s.Store.Get(c.ID); rec.Label != "20G" || rec.Applied != 42*G {
+		t.Fatalf("record %+v", rec)
+	}
+}
+
+// Run stops at its context's end and lets the work in flight finish.
+func TestRunStops(t *testing.T) {
+	r := newRig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.s.Run(ctx, time.Second); close(done) }()
+	c := r.w.create(1, label("42G"))
+	r.s.Handle(Event{Action: "create", ID: c.ID, Labels: c.Labels})
+	for r.w.fs[1] != 42*G {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+}
