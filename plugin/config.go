@@ -18,7 +18,6 @@ type config struct {
 	LogLevel   string  // LOG_LEVEL
 	StateDir   string  // STATE_DIR: the plugin's records, on the host
 	DockerHost string  // DOCKER_HOST: the engine's API socket as mounted in the plugin
-	MapperDir  string  // where /dev/mapper is
 
 	Guard       guard.Policy // GUARD, GUARD_THRESHOLD, GUARD_STEP, MAX_POOL_SIZE, MIN_HOST_FREE, GUARD_INTERVAL
 	MetricsAddr string       // METRICS_ADDR: host:port for /metrics; "off" serves none
@@ -37,7 +36,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LogLevel:   get("LOG_LEVEL", "info"),
 		StateDir:   get("STATE_DIR", "/var/lib/docker/dmsize"),
 		DockerHost: get("DOCKER_HOST", "unix:///run/docker.sock"),
-		MapperDir:  "/dev/mapper",
 	}
 	if c.Mode != "events" && c.Mode != "strict" {
 		return c, fmt.Errorf("MODE=%q: must be events or strict", c.Mode)

@@ -157,7 +157,7 @@ func TestDmSizeSurvivesPluginRestarts(t *testing.T) {
 func TestDmSizeBadLabels(t *testing.T) {
 	e := harness.StartEngine(t, harness.Setup{Kind: "loop-lvm", DataSize: "20G"})
 	e.ImportBusybox()
-	e.InstallDmsize("MAX_SIZE=100G")
+	e.InstallDmsize("MAX_SIZE=100G", "OVERCOMMIT=1.5")
 	for _, tc := range []struct{ name, label, reason string }{
 		{"malformed", "42X", "not a size in Docker's grammar"},
 		{"zero", "0", "must be positive"},
