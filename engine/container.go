@@ -28,14 +28,15 @@ type Container struct {
 // ErrNotFound is returned (wrapped) for a container the engine does not know.
 var ErrNotFound = fmt.Errorf("no such container")
 
-// Container inspects one container.
-func (c *Client) Container(ctx context.Context, id string) (Container, error) {
-	r, err := c.api.ContainerInspect(ctx, id)
+// Container inspects one container, named by its ID, a unique prefix of it, or its name; the
+// result's ID is always the full ID.
+func (c *Client) Container(ctx context.Context, ref string) (Container, error) {
+	r, err := c.api.ContainerInspect(ctx, ref)
 	if err != nil {
 		if client.IsErrNotFound(err) {
-			return Container{}, fmt.Errorf("engine: container %s: %w", id, ErrNotFound)
+			return Container{}, fmt.Errorf("engine: container %s: %w", ref, ErrNotFound)
 		}
-		return Container{}, fmt.Errorf("engine: inspecting container %s: %w", id, err)
+		return Container{}, fmt.Errorf("engine: inspecting container %s: %w", ref, err)
 	}
 	ct := Container{ID: r.ID, Name: trimSlash(r.Name), Driver: r.GraphDriver.Name}
 	if r.Config != nil {

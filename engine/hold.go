@@ -24,20 +24,31 @@ type Mounted struct {
 // holds back: the engine locks the container, mounts its rootfs, then waits to read the tar.
 // Release sends an empty tar, so nothing in the container changes; a `docker start` that
 // arrives meanwhile waits for the lock and then finds the device active. The engine emits an
-// "extract-to-dir" event for it. A container with a read-only root filesystem refuses the
-// upload right after mounting, which ends the hold early (Done).
+// "extract-to-dir" event for it.
+//
+// The engine refuses a container with a read-only root filesystem right after mounting it, and
+// unmounts at once (a container it does not know, before mounting anything); but dockerd's
+// HTTP server sends that answer only once the request body is complete, so with dockerd Done
+// closes only at Release, whose error carries the refusal (Done closes earlier only for a
+// server that answers before reading the body). When ctx ends, the upload is abandoned (the
+// engine reads a truncated body, extracts nothing and unmounts) and Done closes.
 func (c *Client) HoldMounted(ctx context.Context, id string) *Mounted {
 	pr, pw := io.Pipe()
 	m := &Mounted{body: pw, done: make(chan struct{})}
+	// The HTTP client does not return from a cancelled request while it is still reading the
+	// body: end the body too.
+	stop := context.AfterFunc(ctx, func() { pw.CloseWithError(ctx.Err()) })
 	go func() {
 		m.err = c.api.CopyToContainer(ctx, id, "/", pr, container.CopyToContainerOptions{})
+		stop()
 		pr.CloseWithError(m.err)
 		close(m.done)
 	}()
 	return m
 }
 
-// Done is closed once the engine has answered: normally after Release, earlier if it refused.
+// Done is closed once the engine has answered (see HoldMounted: with dockerd, after Release)
+// or ctx ended.
 func (m *Mounted) Done() <-chan struct{} { return m.done }
 
 // Err is the engine's answer, once Done is closed.
