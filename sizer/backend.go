@@ -15,6 +15,7 @@ type Container struct {
 	ID, Name string
 	Labels   map[string]string
 	Running  bool
+	ReadOnly bool   // read-only root filesystem: the engine will not mount it for dmsize
 	Device   string // thin device of its root filesystem; "" when not on this backend's storage
 	DeviceID int    // its thin id in the pool
 	// Cached is the size the engine activates the device at when it has to create it: the

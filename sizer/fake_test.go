@@ -73,9 +73,13 @@ func (w *world) injected(op string) error {
 	return nil
 }
 
-// activate is the engine's activation: an existing device is used as it is.
+// activate is the engine's activation: it cancels a pending deferred removal, and uses an
+// existing device as it is.
 func (w *world) activate(c Container) *fdev {
 	d := w.devs[c.Device]
+	if d != nil {
+		d.deferred = false
+	}
 	if d == nil {
 		d = &fdev{id: c.DeviceID, size: c.Cached, active: true}
 		w.devs[c.Device] = d

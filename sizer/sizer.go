@@ -292,7 +292,9 @@ func (s *Sizer) admitGrowth(c Container, rec *Record, label string, want, curren
 	if err := s.Policy.admit(label, want, poolData, s.Store.Granted(c.ID)); err != nil {
 		return err
 	}
-	*rec = Record{ID: c.ID, Name: c.Name, Device: c.Device, DeviceID: c.DeviceID, Label: label, Want: want, Applied: rec.Applied}
+	// Applied starts at what the container has: a growth is interrupted only once its size
+	// was persisted beyond it.
+	*rec = Record{ID: c.ID, Name: c.Name, Device: c.Device, DeviceID: c.DeviceID, Label: label, Want: want, Applied: max(rec.Applied, current)}
 	if err := s.Store.Put(*rec); err != nil {
 		return err
 	}
@@ -353,7 +355,14 @@ func (s *Sizer) grow(ctx context.Context, c Container, rec *Record, want int64, 
 		return err
 	}
 	res.Strategy = GrowLive
-	if !st.Active {
+	if (!st.Active || st.Deferred) && c.ReadOnly {
+		// The engine refuses the upload of a read-only rootfs, and answers only once the
+		// body is sent: it is grown live at its start instead.
+		return fmt.Errorf("the container's root filesystem is read-only: it is sized when it starts")
+	}
+	if !st.Active || st.Deferred {
+		// Absent, or going away: the engine deactivated it at the container's stop (a
+		// holder or udev's probe may still have it open); its next activation cancels that.
 		res.Strategy = ViaEngine
 		m, err := s.mountViaEngine(ctx, c)
 		if err != nil {
@@ -421,12 +430,12 @@ func (s *Sizer) mountViaEngine(ctx context.Context, c Container) (Mount, error) 
 		if err != nil {
 			return fail(err)
 		}
-		if st.Active && st.Opens > 0 {
+		if mounted(st) {
 			return releaseThen{m, cancel}, nil
 		}
 		select {
 		case <-m.Done():
-			if st, err = s.Devices.State(c.Device); err == nil && st.Active && st.Opens > 0 {
+			if st, err = s.Devices.State(c.Device); err == nil && mounted(st) {
 				return releaseThen{m, cancel}, nil
 			}
 			return fail(fmt.Errorf("the engine did not keep the container's root filesystem mounted (%v); it is sized when it starts", m.Err()))
@@ -436,6 +445,9 @@ func (s *Sizer) mountViaEngine(ctx context.Context, c Container) (Mount, error) 
 		}
 	}
 }
+
+// mounted tells a device the engine activated and opened from one on its way out.
+func mounted(st DeviceState) bool { return st.Active && st.Opens > 0 && !st.Deferred }
 
 // releaseThen also ends the mount's context once the engine let go.
 type releaseThen struct {

@@ -72,7 +72,7 @@ func (b *Backend) Container(ctx context.Context, ref string) (sizer.Container, e
 	if err != nil {
 		return sizer.Container{}, err
 	}
-	out := sizer.Container{ID: c.ID, Name: c.Name, Labels: c.Labels, Running: c.Running}
+	out := sizer.Container{ID: c.ID, Name: c.Name, Labels: c.Labels, Running: c.Running, ReadOnly: c.ReadonlyRootfs}
 	if c.Driver == "devicemapper" {
 		out.Device, out.DeviceID, out.Cached = c.DeviceName, c.DeviceID, c.DeviceSize
 	}
@@ -172,8 +172,21 @@ func (b *Backend) GrowFS(name string, sz int64) (time.Duration, error) {
 	return r.Duration, err
 }
 
-// Hold keeps the device open.
-func (b *Backend) Hold(name string) error { return b.holds.Hold(name) }
+// Hold keeps the device open. The engine's activation waits for udev's node in the host's
+// /dev; dmsize may get there first, so it makes the node as libdevmapper's fallback would.
+func (b *Backend) Hold(name string) error {
+	if b.holds.Held(name) {
+		return nil
+	}
+	info, err := b.ctl.Info(name)
+	if err != nil {
+		return err
+	}
+	if err := dm.EnsureNode(name, info.Dev, b.ctl.NodeWait); err != nil {
+		return err
+	}
+	return b.holds.Hold(name)
+}
 
 // Release lets go of a held device.
 func (b *Backend) Release(name string) bool { return b.holds.Release(name) }
