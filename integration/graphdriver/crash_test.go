@@ -23,10 +23,6 @@ var sizerSteps = []string{"sizer-intent", "sizer-persisted", "sizer-mounted", "s
 // The pool guard's crash points in a loop-lvm extension.
 var poolSteps = []string{"pool-file-grown", "pool-loop-refreshed"}
 
-// bulkSettings let hundreds of labelled containers share one small sparse pool: the test is about
-// the sizer's bookkeeping, not the over-commit bound.
-var bulkSettings = []string{"OVERCOMMIT=200"}
-
 // Kill -9 at every step of a sizing, for a container created with the label and for a running
 // one: once the engine has restarted the plugin, the container has its size, its data, a
 // healthy pool and a record that says applied.
@@ -183,7 +179,7 @@ func TestCrashPoolExtension(t *testing.T) {
 // container's device ends up at its size, and the plugin's memory and goroutines say nothing
 // piles up.
 func TestCrashBurst(t *testing.T) {
-	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"}, bulkSettings...)
+	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"})
 	const n = 200
 	sizedAt := watchSized(t, 12*G)
 	cr := startCreates(e, "burst", n, 8)
@@ -220,7 +216,7 @@ func TestCrashBurst(t *testing.T) {
 // Three rounds of 40 labelled creates and then `docker rm`: each round leaves no record, no lock
 // entry and no device behind.
 func TestSizerRoundsLeaveNothing(t *testing.T) {
-	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"}, bulkSettings...)
+	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"})
 	for round := 1; round <= 3; round++ {
 		sizedAt := watchSized(t, 12*G)
 		cr := startCreates(e, fmt.Sprintf("round%d", round), 40, 8)
@@ -233,7 +229,9 @@ func TestSizerRoundsLeaveNothing(t *testing.T) {
 			recs, err := harness.Records()
 			return err == nil && len(recs) == 0
 		})
-		e.WaitFor("dmsize_sizer_locks 0", 30*time.Second, func() bool { return metricIs("dmsize_sizer_locks", 0) })
+		e.WaitFor("dmsize_sizer_locks and dmsize_devices_held 0", 30*time.Second, func() bool {
+			return metricIs("dmsize_sizer_locks", 0) && metricIs("dmsize_devices_held", 0)
+		})
 		// The engine retries a deferred deletion every 30 s.
 		e.WaitFor("the engine to delete every device", 45*time.Second, func() bool {
 			if e.DriverStatus()["Deferred Deleted Device Count"] != "0" {
@@ -269,7 +267,7 @@ func TestSizerOvercommitWarns(t *testing.T) {
 	}
 	var warnings []string
 	for _, l := range pluginMessages(e.DaemonLog(), "") {
-		if strings.Contains(l, " warning: ") && (strings.Contains(l, "over-commit") || strings.Contains(l, "exceeds")) {
+		if strings.Contains(l, " warning: ") && strings.Contains(l, "sum of all thin device sizes") && strings.Contains(l, "exceeds the size of the thin pool") {
 			warnings = append(warnings, l)
 		}
 	}

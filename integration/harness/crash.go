@@ -211,8 +211,8 @@ func Record(id string) (rec map[string]any, ok bool, err error) {
 	return rec, true, nil
 }
 
-// RecordApplied says whether the plugin's record of container id says its size was applied,
-// and gives the record as text for messages.
+// RecordApplied says whether the plugin's record of container id says its size was applied
+// (`applied` equal to the admitted `want`, no rejection), and gives the record for messages.
 func RecordApplied(id string) (bool, string) {
 	rec, ok, err := Record(id)
 	if err != nil {
@@ -222,12 +222,10 @@ func RecordApplied(id string) (bool, string) {
 		return false, "no record"
 	}
 	b, _ := json.Marshal(rec)
-	if s, _ := rec["state"].(string); s != "" {
-		return s == "applied", string(b)
-	}
 	want, _ := rec["want"].(float64)
 	applied, _ := rec["applied"].(float64)
-	return want > 0 && applied == want, string(b)
+	rejected, _ := rec["rejected"].(string)
+	return want > 0 && applied == want && rejected == "", string(b)
 }
 
 // DeviceLengths is every active device-mapper device's table length in sectors, from one
