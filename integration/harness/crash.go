@@ -249,6 +249,21 @@ func DeviceLengths() (map[string]int64, error) {
 	return m, nil
 }
 
+// DeviceNames are the device-mapper devices that exist, active or not (`dmsetup ls`).
+func DeviceNames() ([]string, error) {
+	out, err := Run("dmsetup", "ls")
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[0] != "No" {
+			names = append(names, f[0])
+		}
+	}
+	return names, nil
+}
+
 // WriteChecksummed writes 16 MiB of random data into a running container, with its checksum
 // beside it, both synced to the device.
 func (e *Engine) WriteChecksummed(id string) {
