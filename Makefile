@@ -13,7 +13,7 @@ VM_TESTS_trixie := ./integration/snapshotter
 DMSIZE_BENCH ?= .
 DMSIZE_BENCHTIME ?= 1x
 # Whole-VM limit (seconds): a hung guest is killed and reported with its console tail.
-VM_TIMEOUT ?= 2700
+VM_TIMEOUT ?= 3300
 
 export CGO_ENABLED := 0
 
