@@ -513,3 +513,24 @@ func TestRunStops(t *testing.T) {
 		t.Fatal("Run did not return")
 	}
 }
+
+// A stopped container's held device is on its way out (deferred removal pending): a further
+// growth goes through the engine's mount, whose activation cancels the removal, never through
+// a private mount of a device the engine considers gone.
+func TestGrowHeldStoppedDevice(t *testing.T) {
+	r := newRig(t)
+	c := r.w.create(1, label("42G"))
+	r.mustEnsure(c.ID, Grown)
+	r.w.start(t, c.ID)
+	r.w.stop(c.ID)
+	if d := r.w.devs[c.Device]; d == nil || !d.deferred || d.opens != 1 {
+		t.Fatalf("held device after stop: %+v", d)
+	}
+	r.w.ctrs[c.ID].c.Labels = label("50G")
+	if res := r.mustEnsure(c.ID, Grown); res.Strategy != ViaEngine {
+		t.Fatalf("%+v", res)
+	}
+	if got, err := r.w.start(t, c.ID); err != nil || got != 50*G {
+		t.Fatalf("start: %d, %v", got, err)
+	}
+}
