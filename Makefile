@@ -55,7 +55,7 @@ define payload
 	cp -r $(VM)/guest $(1)/guest
 	cp -r $(BUILD)/plugin $(1)/plugin
 	echo $(2) > $(1)/profile
-	printf "DMSIZE_RUN='%s'\nDMSIZE_BENCH='%s'\nDMSIZE_BENCHTIME='%s'\n" '$(DMSIZE_RUN)' '$(DMSIZE_BENCH)' '$(DMSIZE_BENCHTIME)' > $(1)/env
+	printf "DMSIZE_RUN='%s'\nDMSIZE_SKIP='%s'\nDMSIZE_BENCH='%s'\nDMSIZE_BENCHTIME='%s'\n" '$(DMSIZE_RUN)' '$(DMSIZE_SKIP)' '$(DMSIZE_BENCH)' '$(DMSIZE_BENCHTIME)' > $(1)/env
 	ln -s guest/$(3) $(1)/run
 	for pkg in $(4); do \
 		$(GO) test -c -tags vmtest -o $(1)/tests/$$(basename $$pkg).test $$pkg || exit 1; \

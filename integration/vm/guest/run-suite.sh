@@ -2,7 +2,8 @@
 # Runs every test binary in the payload's tests/ directory, verbosely, one after the other, and
 # ends with one summary line "vm-PROFILE: N passed, N failed, N skipped". A skipped test fails
 # the suite: in the VM every test has what it needs, so a skip means something is missing.
-# DMSIZE_RUN (a go test -run pattern) narrows the run.
+# DMSIZE_RUN (a go test -run pattern) narrows the run; DMSIZE_SKIP (-test.skip) leaves tests
+# out of it: they are not run, and not counted.
 set -uo pipefail
 payload=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 export DMSIZE_PAYLOAD=$payload PATH="$payload/guest:$PATH"
@@ -17,6 +18,7 @@ for bin in "$payload"/tests/*.test; do
 	echo "=== binary $name"
 	args=(-test.v -test.timeout "${DMSIZE_TEST_TIMEOUT:-45m}")
 	[ -n "${DMSIZE_RUN:-}" ] && args+=(-test.run "$DMSIZE_RUN")
+	[ -n "${DMSIZE_SKIP:-}" ] && args+=(-test.skip "$DMSIZE_SKIP")
 	[ -n "${DMSIZE_BENCH:-}" ] && args+=(-test.bench "$DMSIZE_BENCH" -test.benchtime "${DMSIZE_BENCHTIME:-1x}")
 	start=$SECONDS
 	(cd "$payload/tests" && "$bin" "${args[@]}") 2>&1 | tee "$payload/out/$name.log"
