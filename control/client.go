@@ -1,0 +1,111 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Client talks to a plugin's control socket.
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// NewClient dials socket for every request.
+func NewClient(socket string) *Client {
+	return &Client{socket: socket, http: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}}}
+}
+
+// ErrUnreachable wraps a failure to reach the socket at all.
+var ErrUnreachable = errors.New("cannot reach the dmsize plugin")
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://dmsize"+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.socket, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.socket, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		e := &Error{}
+		if json.Unmarshal(b, e) != nil || e.Message == "" {
+			e = &Error{Kind: KindFailed, Message: fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))}
+		}
+		return e
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}
+
+// Version asks the plugin's version.
+func (c *Client) Version(ctx context.Context) (Version, error) {
+	var v Version
+	return v, c.do(ctx, http.MethodGet, PathVersion, nil, &v)
+}
+
+// Containers returns the status of refs, or of every container dmsize knows when none.
+func (c *Client) Containers(ctx context.Context, refs ...string) ([]Container, error) {
+	q := url.Values{}
+	for _, r := range refs {
+		q.Add("ref", r)
+	}
+	p := PathContainers
+	if len(q) > 0 {
+		p += "?" + q.Encode()
+	}
+	var out []Container
+	return out, c.do(ctx, http.MethodGet, p, nil, &out)
+}
+
+// Grow grows a container. It can take as long as the engine takes to mount a stopped
+// container and the filesystem to grow: ctx bounds it.
+func (c *Client) Grow(ctx context.Context, r GrowRequest) (GrowResult, error) {
+	var out GrowResult
+	return out, c.do(ctx, http.MethodPost, PathGrow, r, &out)
+}
+
+// Pool returns the pool's status.
+func (c *Client) Pool(ctx context.Context) (Pool, error) {
+	var out Pool
+	return out, c.do(ctx, http.MethodGet, PathPool, nil, &out)
+}
+
+// Extend extends the pool.
+func (c *Client) Extend(ctx context.Context, r ExtendRequest) (ExtendResult, error) {
+	var out ExtendResult
+	return out, c.do(ctx, http.MethodPost, PathPoolExtend, r, &out)
+}
+
+// DefaultTimeout bounds a CLI request that changes nothing.
+const DefaultTimeout = 30 * time.Second
