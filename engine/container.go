@@ -18,6 +18,7 @@ type Container struct {
 	ID, Name       string
 	Labels         map[string]string
 	Running        bool
+	State          string // created, running, exited, ...
 	ReadonlyRootfs bool
 	Driver         string // graph driver: "devicemapper" for dmsize's containers
 	DeviceName     string // thin device name, without /dev/mapper/
@@ -44,6 +45,7 @@ func (c *Client) Container(ctx context.Context, ref string) (Container, error) {
 	}
 	if r.State != nil {
 		ct.Running = r.State.Running
+		ct.State = r.State.Status
 	}
 	if r.HostConfig != nil {
 		ct.ReadonlyRootfs = r.HostConfig.ReadonlyRootfs

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,19 @@ type app struct {
 	base atomic.Int64
 	// work is the sizer's work in flight; main waits for it at SIGTERM.
 	work sync.WaitGroup
+	// notReady says why there is no sizer, once run gave up (the control API answers it).
+	notReady atomic.Pointer[string]
+}
+
+// giveUp logs why dmsize does nothing and keeps it for the control API.
+func (a *app) giveUp(log logrus.FieldLogger, err error, msg string) {
+	why := msg
+	if err != nil {
+		why = msg + ": " + err.Error()
+		log = log.WithError(err)
+	}
+	a.notReady.Store(&why)
+	log.Error(msg)
 }
 
 // shutdownGrace is how long a stopping plugin lets a sizing in flight finish.
@@ -44,7 +58,7 @@ func (a *app) run(ctx context.Context) {
 	}
 	eng, err := engine.New(a.cfg.DockerHost)
 	if err != nil {
-		a.log.WithError(err).Error("cannot reach the engine; dmsize does nothing")
+		a.giveUp(a.log, err, "cannot reach the engine; dmsize does nothing")
 		return
 	}
 	a.eng = eng
@@ -54,12 +68,12 @@ func (a *app) run(ctx context.Context) {
 	}
 	st, err := eng.Storage(ctx)
 	if err != nil {
-		a.log.WithError(err).Error("reading the engine's storage; dmsize does nothing")
+		a.giveUp(a.log, err, "reading the engine's storage; dmsize does nothing")
 		return
 	}
 	log := a.log.WithFields(logrus.Fields{"engine": st.ServerVersion, "driver": st.Driver, "pool": st.PoolName})
 	if st.Driver != "devicemapper" {
-		log.Errorf("the engine's storage driver is %q: dm.size labels are ignored (dmsize needs the devicemapper graph driver)", st.Driver)
+		a.giveUp(log, nil, fmt.Sprintf("the engine's storage driver is %q: dm.size labels are ignored (dmsize needs the devicemapper graph driver)", st.Driver))
 		return
 	}
 	refuse := graphdriver.Refusal(st)
@@ -68,17 +82,17 @@ func (a *app) run(ctx context.Context) {
 	}
 	ctl, err := dm.Open()
 	if err != nil {
-		log.WithError(err).Error("opening device-mapper; dmsize does nothing (does the plugin have /dev and CAP_SYS_ADMIN?)")
+		a.giveUp(log, err, "opening device-mapper; dmsize does nothing (does the plugin have /dev and CAP_SYS_ADMIN?)")
 		return
 	}
 	backend, err := graphdriver.New(eng, ctl, st)
 	if err != nil {
-		log.WithError(err).Error("dmsize does nothing")
+		a.giveUp(log, err, "dmsize does nothing")
 		return
 	}
 	store, err := sizer.OpenStore(a.cfg.StateDir, log)
 	if err != nil {
-		log.WithError(err).Error("opening the state directory; dmsize does nothing")
+		a.giveUp(log, err, "opening the state directory; dmsize does nothing")
 		return
 	}
 	m := metrics.New(st.PoolName)

@@ -50,6 +50,11 @@ func main() {
 	defer stop()
 	go a.run(ctx)
 
+	go func() {
+		if err := a.serveControl(ctx, pluginSocketDir); err != nil {
+			log.WithError(err).Error("serving the control API; the dmsize CLI cannot reach this plugin")
+		}
+	}()
 	h := authorization.NewHandler(a)
 	log.WithFields(logrus.Fields{"version": version, "socket": socketName, "mode": cfg.Mode}).Info("dmsize plugin serving")
 	errc := make(chan error, 1)

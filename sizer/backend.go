@@ -15,6 +15,7 @@ type Container struct {
 	ID, Name string
 	Labels   map[string]string
 	Running  bool
+	State    string // created, running, exited, ...
 	ReadOnly bool   // read-only root filesystem: the engine will not mount it for dmsize
 	Device   string // thin device of its root filesystem; "" when not on this backend's storage
 	DeviceID int    // its thin id in the pool
@@ -69,6 +70,9 @@ type Devices interface {
 	Hold(name string) error
 	Release(name string) bool
 	Holds() int
+	Held(name string) bool
+	// FS reads the filesystem's size and use on an active device, without mounting it.
+	FS(name string) (size, used int64, err error)
 	// PoolData is the pool's data size in bytes, read without committing its metadata.
 	PoolData() (int64, error)
 }
@@ -104,10 +108,11 @@ const (
 type Action string
 
 const (
-	Grown     Action = "grown"     // the container got a larger root filesystem
-	Repaired  Action = "repaired"  // an interrupted sizing was finished, or a lost hold restored
-	Unchanged Action = "unchanged" // it already had its size
-	Rejected  Action = "rejected"  // the label is refused (bad, shrink, policy): it keeps its size
-	Skipped   Action = "skipped"   // not dmsize's: no label, not on this storage, or gone
-	Failed    Action = "failed"    // an error; a retry may succeed
+	Grown     Action = "grown"      // the container got a larger root filesystem
+	Repaired  Action = "repaired"   // an interrupted sizing was finished, or a lost hold restored
+	Unchanged Action = "unchanged"  // it already had its size
+	WouldGrow Action = "would-grow" // a dry run: it would be grown
+	Rejected  Action = "rejected"   // the label is refused (bad, shrink, policy): it keeps its size
+	Skipped   Action = "skipped"    // not dmsize's: no label, not on this storage, or gone
+	Failed    Action = "failed"     // an error; a retry may succeed
 )

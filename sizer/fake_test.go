@@ -369,6 +369,22 @@ func (w *world) Holds() int {
 	return len(w.held)
 }
 
+func (w *world) Held(name string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.held[name]
+}
+
+func (w *world) FS(name string) (int64, int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := w.devs[name]
+	if d == nil || !d.active {
+		return 0, 0, fmt.Errorf("fs %s: not active", name)
+	}
+	return w.fs[d.id], w.fs[d.id] / 100, nil
+}
+
 func (w *world) PoolData() (int64, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -24,27 +24,28 @@ type Policy struct {
 	Ceiling func(poolData int64) (int64, string)
 }
 
-// Rejection is a label dmsize will not act on, with the reason in words.
+// Rejection is a size dmsize will not act on, with the reason in words. What names the
+// request: "label dm.size=42G", or "size 60GiB" for dmsize grow.
 type Rejection struct {
-	Label, Reason string
+	What, Reason string
 }
 
 func (r *Rejection) Error() string {
-	return fmt.Sprintf("label %s=%s rejected: %s", SizeLabel, r.Label, r.Reason)
+	return fmt.Sprintf("%s rejected: %s", r.What, r.Reason)
 }
 
 // parse reads a label; a malformed one is a *Rejection.
-func parse(label string) (int64, error) {
+func parse(what, label string) (int64, error) {
 	want, err := size.Parse(label)
 	if err != nil {
-		return 0, &Rejection{label, err.Error()}
+		return 0, &Rejection{what, err.Error()}
 	}
 	return want, nil
 }
 
-// shrink is the rejection of a label below the size the engine gave the container.
-func shrink(label string, want, current int64) error {
-	return &Rejection{label, fmt.Sprintf("%s is smaller than the current size %s; dmsize never shrinks a filesystem", size.Format(want), size.Format(current))}
+// shrink is the rejection of a size below the container's.
+func shrink(what string, want, current int64) error {
+	return &Rejection{what, fmt.Sprintf("%s is smaller than the current size %s; dmsize never shrinks a filesystem", size.Format(want), size.Format(current))}
 }
 
 // overcommitted reports whether the policy needs the pool's size and the other grants.
@@ -52,23 +53,23 @@ func (p Policy) bounded() bool { return p.Overcommit > 0 }
 
 // admit checks growth to want bytes, given the pool's data size and the sum of the sizes
 // dmsize has given the other containers (both used only when Overcommit is set).
-func (p Policy) admit(label string, want, poolData, others int64) error {
+func (p Policy) admit(what string, want, poolData, others int64) error {
 	if p.Max > 0 && want > p.Max {
-		return &Rejection{label, fmt.Sprintf("%s is above the plugin's maximum %s (docker plugin set dmsize MAX_SIZE=...)", size.Format(want), size.Format(p.Max))}
+		return &Rejection{what, fmt.Sprintf("%s is above the plugin's maximum %s (docker plugin set dmsize MAX_SIZE=...)", size.Format(want), size.Format(p.Max))}
 	}
 	if !p.bounded() || poolData <= 0 {
 		return nil
 	}
-	base, what := poolData, "the pool's "+size.Format(poolData)+" data"
+	base, of := poolData, "the pool's "+size.Format(poolData)+" data"
 	if p.Ceiling != nil {
 		if c, note := p.Ceiling(poolData); note != "" {
-			base, what = max(c, poolData), note
+			base, of = max(c, poolData), note
 		}
 	}
 	limit := p.Overcommit * float64(base)
 	if float64(others)+float64(want) > limit {
-		return &Rejection{label, fmt.Sprintf("the pool cannot hold it: %s for this container plus %s given to others is above %g × %s (%s; docker plugin set dmsize OVERCOMMIT=...)",
-			size.Format(want), size.Format(others), p.Overcommit, what, size.Format(int64(limit)))}
+		return &Rejection{what, fmt.Sprintf("the pool cannot hold it: %s for this container plus %s given to others is above %g × %s (%s; docker plugin set dmsize OVERCOMMIT=...)",
+			size.Format(want), size.Format(others), p.Overcommit, of, size.Format(int64(limit)))}
 	}
 	return nil
 }

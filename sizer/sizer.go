@@ -64,6 +64,7 @@ type Sizer struct {
 	Config
 	locks locks
 	admit sync.Mutex // the over-commit check and the intent it admits, as one step
+	last  sync.Map   // container ID -> Outcome of its last operation
 	q     queue
 
 	// step is called after each state-changing step; tests inject failures through it.
@@ -111,24 +112,52 @@ type Result struct {
 }
 
 // Ensure brings container ref (ID, short ID or name) to the size it should have: first it
-// repairs what an interrupted sizing left, then it grows the container to its label. A label
-// dmsize will not act on is logged once and returned as a *Rejection; the container keeps its
-// size.
+// repairs what an interrupted sizing left, then it grows the container to its label (or to a
+// larger size `dmsize grow` gave it). A label dmsize will not act on is logged once and
+// returned as a *Rejection; the container keeps its size.
 func (s *Sizer) Ensure(ctx context.Context, ref string) (Result, error) {
-	r, err := s.ensure(ctx, ref)
+	return s.observe(s.act(ctx, ref, request{}))
+}
+
+// Grow brings container ref to sz bytes (dmsize grow), with or without a label, running or
+// not, under the same policy as labels; a larger label later still wins, a smaller one is
+// unchanged. With dryRun it only says what it would do. A container already that size is
+// Unchanged; a smaller size, a size over the policy and a container that is not on the
+// engine's thin pool are *Rejections; an unknown container is ErrNotFound.
+func (s *Sizer) Grow(ctx context.Context, ref string, sz int64, dryRun bool) (Result, error) {
+	return s.observe(s.act(ctx, ref, request{size: sz, dryRun: dryRun}))
+}
+
+func (s *Sizer) observe(r Result, err error) (Result, error) {
 	if err != nil && !isRejection(err) {
 		r.Action = Failed
 	}
-	if s.Obs != nil {
+	if s.Obs != nil && r.Action != WouldGrow {
 		s.Obs.Sized(string(r.Action), err)
+	}
+	if idRE.MatchString(r.Container) && r.Action != Skipped && r.Action != WouldGrow {
+		o := Outcome{Action: r.Action, At: time.Now()}
+		if err != nil {
+			o.Error = err.Error()
+		}
+		s.last.Store(r.Container, o)
 	}
 	return r, err
 }
 
-func (s *Sizer) ensure(ctx context.Context, ref string) (Result, error) {
+// request is what one operation asks of a container: its label's size (size 0), or an
+// explicit size.
+type request struct {
+	size   int64
+	dryRun bool
+}
+
+func (r request) explicit() bool { return r.size > 0 }
+
+func (s *Sizer) act(ctx context.Context, ref string, req request) (Result, error) {
 	start := time.Now()
 	c, err := s.Engine.Container(ctx, ref)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrNotFound) && !req.explicit() {
 		if idRE.MatchString(ref) {
 			s.Forget(ctx, ref)
 		}
@@ -139,6 +168,9 @@ func (s *Sizer) ensure(ctx context.Context, ref string) (Result, error) {
 	}
 	res := Result{Container: c.ID, Name: c.Name, Device: c.Device, Action: Unchanged}
 	if c.Device == "" {
+		if req.explicit() {
+			return res, &Rejection{What: "size " + size.Format(req.size), Reason: "the container is not on the engine's devicemapper thin pool"}
+		}
 		res.Action = Skipped
 		return res, nil
 	}
@@ -149,13 +181,16 @@ func (s *Sizer) ensure(ctx context.Context, ref string) (Result, error) {
 	defer unlock()
 	rec, known := s.Store.Get(c.ID)
 	label, labelled := c.Labels[SizeLabel]
-	if !labelled && !known {
+	if !req.explicit() && !labelled && !known {
 		res.Action = Skipped
 		return res, nil
 	}
 	log := s.Log.WithFields(logrus.Fields{"container": short(c.ID), "name": c.Name, "device": c.Device})
 	if labelled {
 		log = log.WithField("label", label)
+	}
+	if req.dryRun {
+		return s.dryRun(c, rec, req.size, res)
 	}
 
 	// 1. Repair, whatever the label and the policy say now.
@@ -166,32 +201,41 @@ func (s *Sizer) ensure(ctx context.Context, ref string) (Result, error) {
 	}
 	current := max(c.Cached, persisted, st.Size, rec.Applied)
 	res.Before, res.After = current, current
-	if !labelled {
-		res.Duration = time.Since(start)
-		return res, nil
-	}
 
-	// 2. Growth to the label.
-	want, err := parse(label)
-	if err == nil && want < current && rec.Applied == 0 && persisted <= c.Cached {
-		err = shrink(label, want, current)
+	// 2. The size asked: explicitly, or by the label (never below a size dmsize grow gave).
+	want, what := req.size, "size "+size.Format(req.size)
+	if !req.explicit() {
+		if !labelled {
+			res.Duration = time.Since(start)
+			return res, nil
+		}
+		what = "label " + SizeLabel + "=" + label
+		want, err = parse(what, label)
+		if err == nil && want < current && rec.Applied == 0 && persisted <= c.Cached {
+			err = shrink(what, want, current)
+		}
+		want = max(want, rec.Grown)
+	} else if want < current {
+		err = shrink(what, want, current)
 	}
 	if err == nil && want > current && s.Refuse != nil {
-		err = &Rejection{label, "not applied: " + s.Refuse.Error()}
+		err = &Rejection{what, "not applied: " + s.Refuse.Error()}
 	}
 	if err == nil && want > current {
-		err = s.admitGrowth(c, &rec, label, want, current, persisted)
+		err = s.admitGrowth(c, &rec, label, req.size, want, current, persisted, what)
 	}
 	if err != nil {
 		var rej *Rejection
 		if errors.As(err, &rej) {
 			res.Action = Rejected
-			s.reject(c, rec, label, err, current, log)
+			if !req.explicit() {
+				s.reject(c, rec, label, err, current, log)
+			}
 		}
 		return res, err
 	}
 	if want <= current {
-		if rec.Label != label || rec.Rejected != "" {
+		if labelled && (rec.Label != label || rec.Rejected != "") {
 			rec.Label, rec.Rejected = label, ""
 			s.Store.Put(rec) // only the label changes: a failed write loses nothing
 		}
@@ -206,10 +250,48 @@ func (s *Sizer) ensure(ctx context.Context, ref string) (Result, error) {
 		return res, err
 	}
 	res.Action, res.After, res.Duration = Grown, want, time.Since(start)
+	by := "its label"
+	if req.explicit() {
+		by = "dmsize grow"
+	}
 	log.WithFields(logrus.Fields{
-		"from": res.Before, "to": res.After, "strategy": res.Strategy, "duration_ms": res.Duration.Milliseconds(),
+		"from": res.Before, "to": res.After, "by": by, "strategy": res.Strategy, "duration_ms": res.Duration.Milliseconds(),
 		"device_stall_ms": res.DeviceStall.Milliseconds(), "fs_ms": res.FilesystemTime.Milliseconds(), "held": res.Held,
 	}).Infof("container %s: root filesystem %s -> %s", c.Name, size.Format(res.Before), size.Format(res.After))
+	return res, nil
+}
+
+// dryRun says what Grow would do, reading only.
+func (s *Sizer) dryRun(c Container, rec Record, want int64, res Result) (Result, error) {
+	st, err := s.Devices.State(c.Device)
+	if err != nil {
+		return res, err
+	}
+	persisted, err := s.Sizes.Persisted(c.Device)
+	if err != nil {
+		return res, err
+	}
+	current := max(c.Cached, persisted, st.Size, rec.Applied)
+	res.Before, res.After = current, current
+	what := "size " + size.Format(want)
+	switch {
+	case want < current:
+		return res, shrink(what, want, current)
+	case want == current:
+		return res, nil
+	case s.Refuse != nil:
+		return res, &Rejection{what, "not applied: " + s.Refuse.Error()}
+	}
+	s.admit.Lock()
+	defer s.admit.Unlock()
+	poolData, err := s.Devices.PoolData()
+	if err != nil {
+		return res, err
+	}
+	if err := s.Policy.admit(what, want, poolData, s.Store.Granted(c.ID)); err != nil {
+		return res, err
+	}
+	res.Action, res.After = WouldGrow, want
 	return res, nil
 }
 
@@ -281,20 +363,22 @@ func (s *Sizer) keep(c Container, st *DeviceState, sz int64, res *Result, log lo
 }
 
 // admitGrowth checks growth to want against the policy and records the intent, as one step
-// across every container, so that a burst cannot pass the over-commit bound together.
-func (s *Sizer) admitGrowth(c Container, rec *Record, label string, want, current, persisted int64) error {
+// across every container, so that a burst cannot pass the over-commit bound together. grown is
+// the size dmsize grow asked (0 for a label).
+func (s *Sizer) admitGrowth(c Container, rec *Record, label string, grown, want, current, persisted int64, what string) error {
 	s.admit.Lock()
 	defer s.admit.Unlock()
 	poolData, err := s.Devices.PoolData()
 	if err != nil {
 		return err
 	}
-	if err := s.Policy.admit(label, want, poolData, s.Store.Granted(c.ID)); err != nil {
+	if err := s.Policy.admit(what, want, poolData, s.Store.Granted(c.ID)); err != nil {
 		return err
 	}
 	// Applied starts at what the container has: a growth is interrupted only once its size
 	// was persisted beyond it.
-	*rec = Record{ID: c.ID, Name: c.Name, Device: c.Device, DeviceID: c.DeviceID, Label: label, Want: want, Applied: max(rec.Applied, current)}
+	*rec = Record{ID: c.ID, Name: c.Name, Device: c.Device, DeviceID: c.DeviceID, Label: label, Grown: max(rec.Grown, grown),
+		Want: want, Applied: max(rec.Applied, current)}
 	if err := s.Store.Put(*rec); err != nil {
 		return err
 	}
@@ -468,6 +552,7 @@ func (s *Sizer) Forget(ctx context.Context, id string) {
 		return
 	}
 	defer unlock()
+	s.last.Delete(id)
 	rec, ok := s.Store.Get(id)
 	if !ok {
 		return
@@ -478,17 +563,19 @@ func (s *Sizer) Forget(ctx context.Context, id string) {
 	if err := s.Store.Delete(id); err != nil {
 		s.Log.WithError(err).Error("deleting a record")
 	}
+
 }
 
 // CheckNew applies the policy to a label of a container about to be created (strict mode),
 // whose root filesystem will be base bytes.
 func (s *Sizer) CheckNew(label string, base int64) error {
-	want, err := parse(label)
+	what := "label " + SizeLabel + "=" + label
+	want, err := parse(what, label)
 	if err != nil {
 		return err
 	}
 	if want < base {
-		return shrink(label, want, base)
+		return shrink(what, want, base)
 	}
 	if want == base {
 		return nil
@@ -499,7 +586,7 @@ func (s *Sizer) CheckNew(label string, base int64) error {
 			return err
 		}
 	}
-	return s.Policy.admit(label, want, poolData, s.Store.Granted(""))
+	return s.Policy.admit(what, want, poolData, s.Store.Granted(""))
 }
 
 // ReleaseForRemoval lets go of container ref's device before the engine removes the container

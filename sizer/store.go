@@ -21,11 +21,12 @@ import (
 type Record struct {
 	ID       string    `json:"id"`
 	Name     string    `json:"name"`
-	Device   string    `json:"device"`    // thin device name
-	DeviceID int       `json:"device_id"` // thin id in the pool
-	Label    string    `json:"label"`     // the dm.size label as given
-	Want     int64     `json:"want"`      // bytes admitted: the size being given
-	Applied  int64     `json:"applied"`   // bytes the device and filesystem are known to have
+	Device   string    `json:"device"`          // thin device name
+	DeviceID int       `json:"device_id"`       // thin id in the pool
+	Label    string    `json:"label"`           // the dm.size label as given
+	Grown    int64     `json:"grown,omitempty"` // bytes dmsize grow asked: a smaller label never undoes it
+	Want     int64     `json:"want"`            // bytes admitted: the size being given
+	Applied  int64     `json:"applied"`         // bytes the device and filesystem are known to have
 	Rejected string    `json:"rejected,omitempty"`
 	Updated  time.Time `json:"updated"`
 }

@@ -72,7 +72,7 @@ func (b *Backend) Container(ctx context.Context, ref string) (sizer.Container, e
 	if err != nil {
 		return sizer.Container{}, err
 	}
-	out := sizer.Container{ID: c.ID, Name: c.Name, Labels: c.Labels, Running: c.Running, ReadOnly: c.ReadonlyRootfs}
+	out := sizer.Container{ID: c.ID, Name: c.Name, Labels: c.Labels, Running: c.Running, State: c.State, ReadOnly: c.ReadonlyRootfs}
 	if c.Driver == "devicemapper" {
 		out.Device, out.DeviceID, out.Cached = c.DeviceName, c.DeviceID, c.DeviceSize
 	}
@@ -190,6 +190,15 @@ func (b *Backend) Hold(name string) error {
 
 // Release lets go of a held device.
 func (b *Backend) Release(name string) bool { return b.holds.Release(name) }
+
+// Held tells whether dmsize holds the device.
+func (b *Backend) Held(name string) bool { return b.holds.Held(name) }
+
+// FS reads the filesystem on an active device (statfs when mounted, else its superblock).
+func (b *Backend) FS(name string) (int64, int64, error) {
+	u, err := fs.UsageOf(dm.Node(name))
+	return u.Size, u.Used, err
+}
 
 // Holds is the number of devices held.
 func (b *Backend) Holds() int { return b.holds.Count() }

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dmsize/dmsize/control"
+	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/sizer"
+)
+
+// pluginSocketDir is where the engine looks for a managed plugin's sockets; on the host it is
+// /run/docker/plugins/<plugin id>, which is how the CLI finds the control socket.
+const pluginSocketDir = "/run/docker/plugins"
+
+// serveControl serves the control API on a root-only unix socket until ctx ends.
+func (a *app) serveControl(ctx context.Context, dir string) error {
+	path := filepath.Join(dir, control.SocketName)
+	os.Remove(path) // a socket left by a killed process
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return err
+	}
+	srv := &http.Server{Handler: a.controlMux(), ReadHeaderTimeout: 10 * time.Second}
+	context.AfterFunc(ctx, func() { srv.Close() })
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (a *app) controlMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+control.PathVersion, func(w http.ResponseWriter, r *http.Request) {
+		reply(w, control.Version{Plugin: version, API: control.APIVersion})
+	})
+	mux.HandleFunc("GET "+control.PathContainers, a.handleContainers)
+	mux.HandleFunc("POST "+control.PathGrow, a.handleGrow)
+	mux.HandleFunc("GET "+control.PathPool, a.handlePool)
+	mux.HandleFunc("POST "+control.PathPoolExtend, a.handleExtend)
+	return mux
+}
+
+// ready is the sizer, or an answer saying why there is none yet.
+func (a *app) ready(w http.ResponseWriter) *sizer.Sizer {
+	s := a.sizer.Load()
+	if s == nil {
+		why := "the plugin is not set up (the engine's API is not answering yet, or its storage is not devicemapper: see dockerd's log)"
+		if msg := a.notReady.Load(); msg != nil {
+			why = *msg
+		}
+		fail(w, http.StatusServiceUnavailable, control.KindUnavailable, why)
+	}
+	return s
+}
+
+func (a *app) handleContainers(w http.ResponseWriter, r *http.Request) {
+	s := a.ready(w)
+	if s == nil {
+		return
+	}
+	refs := r.URL.Query()["ref"]
+	if len(refs) == 0 {
+		ids, err := s.Known(r.Context())
+		if err != nil {
+			fail(w, http.StatusInternalServerError, control.KindFailed, err.Error())
+			return
+		}
+		refs = ids
+	}
+	out := make([]control.Container, 0, len(refs))
+	for _, ref := range refs {
+		st, err := s.Status(r.Context(), ref)
+		if errors.Is(err, sizer.ErrNotFound) && len(r.URL.Query()["ref"]) == 0 {
+			continue // removed since it was listed
+		}
+		if err != nil {
+			sizerError(w, fmt.Sprintf("container %s", ref), err)
+			return
+		}
+		out = append(out, containerOf(st))
+	}
+	reply(w, out)
+}
+
+func (a *app) handleGrow(w http.ResponseWriter, r *http.Request) {
+	s := a.ready(w)
+	if s == nil {
+		return
+	}
+	var req control.GrowRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil || req.Ref == "" {
+		fail(w, http.StatusBadRequest, control.KindInvalid, "a grow request needs a container and a size")
+		return
+	}
+	sz, err := size.Parse(req.Size)
+	if err != nil {
+		fail(w, http.StatusBadRequest, control.KindInvalid, fmt.Sprintf("container %s: %v", req.Ref, err))
+		return
+	}
+	res, err := s.Grow(r.Context(), req.Ref, sz, req.DryRun)
+	if err != nil {
+		name := req.Ref
+		if res.Name != "" {
+			name = res.Name
+		}
+		sizerError(w, fmt.Sprintf("container %s: grow to %s", name, size.Format(sz)), err)
+		return
+	}
+	st, _ := s.Status(r.Context(), res.Container)
+	out := control.GrowResult{Container: containerOf(st), Action: string(res.Action), BeforeBytes: res.Before, AfterBytes: res.After,
+		Strategy: string(res.Strategy), DurationMS: res.Duration.Milliseconds()}
+	switch res.Action {
+	case sizer.Grown:
+		out.Message = fmt.Sprintf("grown from %s to %s", size.Format(res.Before), size.Format(res.After))
+	case sizer.WouldGrow:
+		out.Message = fmt.Sprintf("would grow from %s to %s (dry run: nothing changed)", size.Format(res.Before), size.Format(res.After))
+	default:
+		out.Message = fmt.Sprintf("already %s", size.Format(res.After))
+	}
+	reply(w, out)
+}
+
+// containerOf turns a sizer status into the API's form.
+func containerOf(st sizer.Status) control.Container {
+	c := st.Container
+	out := control.Container{ID: c.ID, Name: c.Name, State: c.State, Label: c.Labels[sizer.SizeLabel], Device: c.Device,
+		CachedBytes: c.Cached, PersistedBytes: st.Persisted, Held: st.Held, FSSizeBytes: st.FSSize, FSUsedBytes: st.FSUsed,
+		LastAction: string(st.Last.Action), LastError: st.Last.Error}
+	if st.Device.Active {
+		out.SizeBytes = st.Device.Size
+	}
+	if st.Known {
+		out.GrownBytes = st.Record.Grown
+		out.Updated = st.Record.Updated.Format(time.RFC3339)
+		if out.LastError == "" && st.Record.Rejected != "" {
+			out.LastAction, out.LastError = string(sizer.Rejected), st.Record.Rejected
+		}
+	}
+	return out
+}
+
+// sizerError answers an error from the sizer with its kind.
+func sizerError(w http.ResponseWriter, what string, err error) {
+	var rej *sizer.Rejection
+	switch {
+	case errors.As(err, &rej):
+		fail(w, http.StatusConflict, control.KindRefused, what+": "+err.Error())
+	case errors.Is(err, sizer.ErrNotFound):
+		fail(w, http.StatusNotFound, control.KindNotFound, what+": no such container")
+	default:
+		fail(w, http.StatusInternalServerError, control.KindFailed, what+": "+err.Error())
+	}
+}
+
+func reply(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+func fail(w http.ResponseWriter, status int, kind, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(control.Error{Kind: kind, Message: strings.TrimSpace(msg)})
+}
+
+// handlePool and handleExtend are wired to the pool guard in the next change.
+func (a *app) handlePool(w http.ResponseWriter, r *http.Request) {
+	fail(w, http.StatusServiceUnavailable, control.KindUnavailable, "pool status is not served yet")
+}
+
+func (a *app) handleExtend(w http.ResponseWriter, r *http.Request) {
+	fail(w, http.StatusServiceUnavailable, control.KindUnavailable, "pool extension is not served yet")
+}
