@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/dmsize/dmsize/control"
+	"github.com/dmsize/dmsize/sizer"
+)
+
+// overlayEngine knows one container, "web", which is not on a thin pool; nothing else.
+type overlayEngine struct{ sizer.Devices }
+
+func (overlayEngine) Container(_ context.Context, ref string) (sizer.Container, error) {
+	if ref == "web" {
+		return sizer.Container{ID: strings.Repeat("a", 64), Name: "web", State: "running"}, nil
+	}
+	return sizer.Container{}, fmt.Errorf("container %s: %w", ref, sizer.ErrNotFound)
+}
+func (overlayEngine) SizedContainers(context.Context) ([]string, error) { return nil, nil }
+func (overlayEngine) MountRootfs(context.Context, string) sizer.Mount   { return nil }
+func (overlayEngine) Persisted(string) (int64, error)                   { return 0, nil }
+func (overlayEngine) Persist(string, int64) error                       { return nil }
+func (overlayEngine) Provisioned() (int64, error)                       { return 0, nil }
+
+// The control API over its socket: each error kind a CLI maps to an exit code, and the answer
+// before the sizer exists.
+func TestControlAPI(t *testing.T) {
+	dir := t.TempDir()
+	l, _ := test.NewNullLogger()
+	a := &app{cfg: config{}, log: l}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.serveControl(ctx, dir)
+	c := control.NewClient(filepath.Join(dir, control.SocketName))
+	var v control.Version
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var err error
+		if v, err = c.Version(ctx); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if v.API != control.APIVersion {
+		t.Fatalf("version %+v", v)
+	}
+	kind := func(err error) string {
+		var e *control.Error
+		if errors.As(err, &e) {
+			return e.Kind
+		}
+		return fmt.Sprint(err)
+	}
+	if _, err := c.Containers(ctx); kind(err) != control.KindUnavailable {
+		t.Fatalf("before the sizer: %v", err)
+	}
+	a.giveUp(l, nil, "the engine's storage driver is \"overlay2\"")
+	if _, err := c.Grow(ctx, control.GrowRequest{Ref: "web", Size: "60G"}); kind(err) != control.KindUnavailable || !strings.Contains(err.Error(), "overlay2") {
+		t.Fatalf("after giving up: %v", err)
+	}
+	store, _ := sizer.OpenStore(t.TempDir(), l)
+	e := overlayEngine{}
+	a.sizer.Store(sizer.New(sizer.Config{Engine: e, Devices: e, Sizes: e, Store: store, Log: l}))
+	for _, tc := range []struct {
+		req  control.GrowRequest
+		kind string
+		says string
+	}{
+		{control.GrowRequest{Ref: "web", Size: "60X"}, control.KindInvalid, "container web: size \"60X\""},
+		{control.GrowRequest{Size: "60G"}, control.KindInvalid, "needs a container"},
+		{control.GrowRequest{Ref: "nosuch", Size: "60G"}, control.KindNotFound, "container nosuch: grow to 60GiB: no such container"},
+		{control.GrowRequest{Ref: "web", Size: "60G"}, control.KindRefused, "container web: grow to 60GiB: size 60GiB rejected: the container is not on the engine's devicemapper thin pool"},
+	} {
+		_, err := c.Grow(ctx, tc.req)
+		if kind(err) != tc.kind || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%+v: %v (kind %s)", tc.req, err, kind(err))
+		}
+	}
+	if list, err := c.Containers(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("containers: %v %v", list, err)
+	}
+	if list, err := c.Containers(ctx, "web"); err != nil || len(list) != 1 || list[0].State != "running" || list[0].Name != "web" {
+		t.Fatalf("containers web: %+v %v", list, err)
+	}
+	if _, err := c.Containers(ctx, "nosuch"); kind(err) != control.KindNotFound {
+		t.Fatalf("containers nosuch: %v", err)
+	}
+	if _, err := control.NewClient(filepath.Join(dir, "none.sock")).Version(ctx); !errors.Is(err, control.ErrUnreachable) {
+		t.Fatalf("no socket: %v", err)
+	}
+}
