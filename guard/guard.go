@@ -32,12 +32,16 @@ type Extension struct {
 	Part     string // "data" or "metadata"
 	From, To int64  // bytes; To is what was asked for
 	Err      error
-	Seen     time.Time     // the read that found the part over the threshold
+	Seen     time.Time     // the read that found the part over the threshold; for a manual one, its start
 	Live     time.Time     // the read that found the new size live
 	Stall    time.Duration // how long the pool's I/O was held, where known
+	// Message says what a manual extension (Guard.Extend) did, in words: "the pool's data is
+	// already 3.00GiB" when it changed nothing (To == From), else from and to.
+	Message string
 }
 
-// Guard watches one pool. Run it in one goroutine; Ceiling may be called from any.
+// Guard watches one pool. Run it in one goroutine; Ceiling, Status and Extend may be called
+// from any.
 type Guard struct {
 	Pool   string
 	Ctl    Control // its own: WaitEvent's armed count belongs to the open file
@@ -46,10 +50,18 @@ type Guard struct {
 	Log    logrus.FieldLogger
 	Obs    Observer
 
-	mu        sync.Mutex
-	blocked   string
-	roomAt    time.Time
-	room      int64
+	mu       sync.Mutex // guards blocked, room, roomAt and the last read
+	blocked  string
+	roomAt   time.Time
+	room     int64
+	lastRead Usage     // the last read's usage, for Status
+	lastAt   time.Time // when it was read; zero before the first read
+	lastErr  string    // why the last read failed, "" when it did not
+
+	// turn is held by Check and by Extend for all they do: the two never extend at once, and
+	// the fields below, Check's own, are never touched by two goroutines at once.
+	turnOnce  sync.Once
+	turnCh    chan struct{}
 	prev      sample
 	rate      [2]float64 // bytes/s, data and metadata
 	loggedPct [2]int     // the last data and metadata deciles logged
@@ -111,12 +123,34 @@ func (g *Guard) Run(ctx context.Context) {
 	}
 }
 
+// turn is the guard's one-at-a-time token (see Guard.turnCh): send to take it, receive to
+// give it back.
+func (g *Guard) turn() chan struct{} {
+	g.turnOnce.Do(func() { g.turnCh = make(chan struct{}, 1) })
+	return g.turnCh
+}
+
+// read reads the pool without a flush and keeps what it saw for Status.
+func (g *Guard) read() (thin.Pool, error) {
+	p, err := thin.ReadPoolNoFlush(g.Ctl, g.Pool)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err != nil {
+		g.lastErr = err.Error()
+		return p, err
+	}
+	g.lastRead, g.lastAt, g.lastErr = UsageOf(p), time.Now(), ""
+	return p, nil
+}
+
 // Check reads the pool once, extends it if it needs it, and returns how long to wait before
-// the next look if no event comes first.
+// the next look if no event comes first. It waits for a manual Extend under way.
 func (g *Guard) Check() time.Duration {
+	g.turn() <- struct{}{}
+	defer func() { <-g.turn() }()
 	log := g.Log.WithField("pool", g.Pool)
 	readStart := time.Now()
-	p, err := thin.ReadPoolNoFlush(g.Ctl, g.Pool)
+	p, err := g.read()
 	g.readTook = time.Since(readStart)
 	if err != nil {
 		if g.readErr != err.Error() {
@@ -162,18 +196,7 @@ func (g *Guard) Check() time.Duration {
 		return g.Policy.Interval
 	}
 	seen := time.Now()
-	stall, extErr := g.Ext.Extend(p, plan.Data, plan.Meta)
-	after, err := thin.ReadPoolNoFlush(g.Ctl, g.Pool)
-	live := time.Now()
-	g.lastTook = live.Sub(seen)
-	if err != nil {
-		extErr = errors.Join(extErr, err)
-	}
-	au := UsageOf(after)
-	if extErr == nil && (au.DataTotal < plan.Data || au.MetaTotal < plan.Meta) {
-		extErr = fmt.Errorf("the kernel did not take the new size in (data %s, metadata %s after the reload; needs_check=%v)",
-			human(au.DataTotal), human(au.MetaTotal), after.Status.NeedsCheck)
-	}
+	au, stall, live, extErr := g.apply(p, plan.Data, plan.Meta)
 	for _, part := range []struct {
 		name             string
 		from, to, usedAt int64
@@ -198,6 +221,27 @@ func (g *Guard) Check() time.Duration {
 	}
 	g.setBlocked(log, au, plan.Blocked)
 	return 0 // look again at once: one step may not be enough
+}
+
+// apply has the extender make the pool p's data and metadata data and meta bytes, reads the
+// pool back and checks that the kernel took the sizes in. It returns the usage read back, how
+// long the pool's I/O was held, and when the new sizes were seen live. The caller holds the
+// turn.
+func (g *Guard) apply(p thin.Pool, data, meta int64) (Usage, time.Duration, time.Time, error) {
+	start := time.Now()
+	stall, extErr := g.Ext.Extend(p, data, meta)
+	after, err := g.read()
+	live := time.Now()
+	g.lastTook = live.Sub(start)
+	if err != nil {
+		extErr = errors.Join(extErr, err)
+	}
+	au := UsageOf(after)
+	if extErr == nil && (au.DataTotal < data || au.MetaTotal < meta) {
+		extErr = fmt.Errorf("the kernel did not take the new size in (data %s, metadata %s after the reload; needs_check=%v)",
+			human(au.DataTotal), human(au.MetaTotal), after.Status.NeedsCheck)
+	}
+	return au, stall, live, extErr
 }
 
 // nextWait predicts, from the fill rate, when a part reaches the threshold and looks again
@@ -262,8 +306,13 @@ func (g *Guard) setBlocked(log logrus.FieldLogger, u Usage, why string) {
 	}
 }
 
+// modeOf is the pool's mode as Usage.Mode says; a Usage made by hand, without one, is rw or
+// out_of_data_space.
 func modeOf(u Usage) string {
-	if u.OutOfData {
+	switch {
+	case u.Mode != "":
+		return u.Mode
+	case u.OutOfData:
 		return "out_of_data_space"
 	}
 	return "rw"

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,20 +15,36 @@ import (
 	"github.com/dmsize/dmsize/driver/thin"
 )
 
-// fakePool is a pool whose numbers the test sets; fakeExt "extends" it.
+// fakePool is a pool whose numbers the test sets; fakeExt "extends" it. mu guards the numbers
+// while the guard runs in other goroutines.
 type fakePool struct {
+	mu                   sync.Mutex
 	blocks, used         uint64 // 64 KiB data blocks
 	metaBlocks, metaUsed uint64
 	mode                 string
 	needsCheck           bool
+	failed               bool  // the kernel says Fail
+	readErr              error // status reads fail
+	reads                int   // status reads
 }
 
 func (f *fakePool) Info(string) (dm.Info, error) { return dm.Info{Name: "pool", LiveTable: true}, nil }
 func (f *fakePool) Table(string) ([]dm.Target, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return []dm.Target{{Length: f.blocks * 128, Type: "thin-pool", Params: "7:1 7:0 128 32768 1 skip_block_zeroing"}}, nil
 }
 func (f *fakePool) Status(string) ([]dm.Target, error) { panic("the guard must read with NOFLUSH") }
 func (f *fakePool) StatusNoFlush(string) ([]dm.Target, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	if f.readErr != nil {
+		return nil, f.readErr
+	}
+	if f.failed {
+		return []dm.Target{{Length: f.blocks * 128, Type: "thin-pool", Params: "Fail"}}, nil
+	}
 	nc := "-"
 	if f.needsCheck {
 		nc = "needs_check"
@@ -43,19 +60,45 @@ func (f *fakePool) WaitEvent(string, uint32, time.Duration) (dm.Info, error) {
 
 type fakeExt struct {
 	pool    *fakePool
+	kind    string // "" is loop-lvm
 	room    int64
+	roomErr error
 	err     error
-	ignored bool // the "kernel" does not take the size in (needs_check)
-	calls   []string
+	ignored bool          // the "kernel" does not take the size in (needs_check)
+	delay   time.Duration // how long an extension takes
+
+	mu       sync.Mutex
+	calls    []string
+	inFlight int
+	overlap  bool // two extensions ran at once
 }
 
-func (e *fakeExt) Kind() string                 { return "loop-lvm" }
-func (e *fakeExt) Room() (int64, string, error) { return e.room, fmt.Sprintf("room %d", e.room), nil }
+func (e *fakeExt) Kind() string {
+	if e.kind == "" {
+		return "loop-lvm"
+	}
+	return e.kind
+}
+func (e *fakeExt) Room() (int64, string, error) {
+	return e.room, fmt.Sprintf("room %d", e.room), e.roomErr
+}
 func (e *fakeExt) Extend(p thin.Pool, data, meta int64) (time.Duration, error) {
+	e.mu.Lock()
 	e.calls = append(e.calls, fmt.Sprintf("%d %d", data, meta))
+	e.inFlight++
+	e.overlap = e.overlap || e.inFlight > 1
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.inFlight--
+		e.mu.Unlock()
+	}()
+	time.Sleep(e.delay)
 	if e.err != nil || e.ignored {
 		return 0, e.err
 	}
+	e.pool.mu.Lock()
+	defer e.pool.mu.Unlock()
 	e.pool.blocks = uint64(data / 65536)
 	e.pool.metaBlocks = uint64(meta / 4096)
 	e.pool.mode = "rw"

@@ -14,6 +14,9 @@ type Usage struct {
 	MetaUsed, MetaTotal int64
 	DataBlock           int64 // bytes; the data size stays a multiple of it
 	OutOfData           bool  // the kernel already says out_of_data_space
+	// Mode is the pool's mode: rw, out_of_data_space, ro, or fail or needs_check, which win
+	// over the kernel's mode (a pool that needs a check is read-only too).
+	Mode string
 	// DataSoon and MetaSoon: at the current fill rate the part reaches the threshold before an
 	// extension started later could be live, so it is treated as over it.
 	DataSoon, MetaSoon bool
@@ -26,6 +29,16 @@ func UsageOf(p thin.Pool) Usage {
 	u.MetaUsed, u.MetaTotal = p.MetaBytes()
 	u.DataBlock = int64(p.Table.DataBlockSectors) * size.Sector
 	u.OutOfData = p.Status.Mode == "out_of_data_space"
+	switch {
+	case p.Status.Fail:
+		u.Mode = "fail"
+	case p.Status.NeedsCheck:
+		u.Mode = "needs_check"
+	case p.Status.Mode == "":
+		u.Mode = "rw" // a kernel too old to say
+	default:
+		u.Mode = p.Status.Mode
+	}
 	return u
 }
 
