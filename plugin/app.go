@@ -27,6 +27,9 @@ type app struct {
 	log   logrus.FieldLogger
 	eng   *engine.Client
 	sizer atomic.Pointer[sizer.Sizer]
+	// guard and backend, once set up, for the control API.
+	guard   atomic.Pointer[guard.Guard]
+	backend atomic.Pointer[graphdriver.Backend]
 	// base is the engine's base device size, what a new container gets (strict mode).
 	base atomic.Int64
 	// work is the sizer's work in flight; main waits for it at SIGTERM.
@@ -99,7 +102,9 @@ func (a *app) run(ctx context.Context) {
 	policy := sizer.Policy{Max: a.cfg.MaxSize, Overcommit: a.cfg.Overcommit}
 	if g := a.startGuard(ctx, st, m, log); g != nil {
 		policy.Ceiling = g.Ceiling
+		a.guard.Store(g)
 	}
+	a.backend.Store(backend)
 	s := sizer.New(sizer.Config{Engine: backend, Devices: backend, Sizes: backend, Store: store, Policy: policy, Log: log, Obs: m, Refuse: refuse})
 	m.Sizer(func() float64 { return float64(s.Locks()) }, func() float64 { return float64(s.Queued()) }, func() float64 { return float64(backend.Holds()) })
 	if a.cfg.MetricsAddr != "off" {

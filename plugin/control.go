@@ -14,6 +14,7 @@ import (
 
 	"github.com/dmsize/dmsize/control"
 	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/guard"
 	"github.com/dmsize/dmsize/sizer"
 )
 
@@ -176,11 +177,73 @@ func fail(w http.ResponseWriter, status int, kind, msg string) {
 	json.NewEncoder(w).Encode(control.Error{Kind: kind, Message: strings.TrimSpace(msg)})
 }
 
-// handlePool and handleExtend are wired to the pool guard in the next change.
 func (a *app) handlePool(w http.ResponseWriter, r *http.Request) {
-	fail(w, http.StatusServiceUnavailable, control.KindUnavailable, "pool status is not served yet")
+	s := a.ready(w)
+	if s == nil {
+		return
+	}
+	g, b := a.guard.Load(), a.backend.Load()
+	if g == nil {
+		fail(w, http.StatusServiceUnavailable, control.KindUnavailable, "the pool guard is not running (see dockerd's log)")
+		return
+	}
+	st := g.Status()
+	out := control.Pool{Name: st.Pool, Kind: st.Kind, DataUsedBytes: st.Usage.DataUsed, DataSizeBytes: st.Usage.DataTotal,
+		MetaUsedBytes: st.Usage.MetaUsed, MetaSizeBytes: st.Usage.MetaTotal, Mode: st.Usage.Mode, RoomBytes: st.Room,
+		RoomWhy: st.RoomWhy, Guard: "on", Threshold: st.Threshold, Blocked: st.Blocked, ContainersHeld: b.Holds(),
+		ContainersWithRec: len(s.Store.All())}
+	if !st.Extend {
+		out.Guard = "off"
+	}
+	if st.RoomErr != "" {
+		out.RoomWhy = st.RoomErr
+	}
+	if p, err := b.Provisioned(); err == nil {
+		out.ProvisionedBytes = p
+		if st.Usage.DataTotal > 0 {
+			out.OvercommitRatio = float64(p) / float64(st.Usage.DataTotal)
+		}
+	}
+	reply(w, out)
 }
 
 func (a *app) handleExtend(w http.ResponseWriter, r *http.Request) {
-	fail(w, http.StatusServiceUnavailable, control.KindUnavailable, "pool extension is not served yet")
+	if a.ready(w) == nil {
+		return
+	}
+	g := a.guard.Load()
+	if g == nil {
+		fail(w, http.StatusServiceUnavailable, control.KindUnavailable, "the pool guard is not running (see dockerd's log)")
+		return
+	}
+	var req control.ExtendRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		fail(w, http.StatusBadRequest, control.KindInvalid, "an extend request needs a size")
+		return
+	}
+	part := "data"
+	if req.Metadata {
+		part = "metadata"
+	}
+	rel := strings.HasPrefix(req.Size, "+")
+	sz, err := size.Parse(strings.TrimPrefix(req.Size, "+"))
+	if err != nil {
+		fail(w, http.StatusBadRequest, control.KindInvalid, fmt.Sprintf("pool %s: %v", part, err))
+		return
+	}
+	ext, err := g.Extend(r.Context(), req.Metadata, sz, rel)
+	var refusal *guard.Refusal
+	switch {
+	case errors.As(err, &refusal):
+		fail(w, http.StatusConflict, control.KindRefused, fmt.Sprintf("pool %s to %s: %v", part, req.Size, err))
+		return
+	case err != nil:
+		fail(w, http.StatusInternalServerError, control.KindFailed, fmt.Sprintf("pool %s to %s: %v", part, req.Size, err))
+		return
+	}
+	out := control.ExtendResult{Part: part, BeforeBytes: ext.From, AfterBytes: ext.To, Message: ext.Message}
+	if !ext.Live.IsZero() {
+		out.DurationMS = ext.Live.Sub(ext.Seen).Milliseconds()
+	}
+	reply(w, out)
 }
