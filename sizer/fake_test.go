@@ -53,7 +53,8 @@ func newWorld() *world {
 		ctrs: map[string]*fctr{}, held: map[string]bool{}, pool: 100 * G, fail: map[string]error{}, activating: map[string]bool{}}
 }
 
-func id64(n int) string { return fmt.Sprintf("%064x", n) }
+// id64 is a full container ID whose short form (the first 12 digits) is unique too.
+func id64(n int) string { return fmt.Sprintf("%012x%052x", n, n) }
 
 // create makes a stopped container with a 10G device, as `docker create` leaves it.
 func (w *world) create(n int, labels map[string]string) Container {
@@ -189,6 +190,13 @@ func (w *world) remove(id string) {
 	}
 	delete(w.meta, f.c.Device)
 	w.deleted[f.c.Device] = true
+}
+
+// fsOf is the size of thin device n's filesystem.
+func (w *world) fsOf(n int) int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.fs[n]
 }
 
 // --- Engine

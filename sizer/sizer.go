@@ -65,7 +65,9 @@ type Sizer struct {
 	locks locks
 	admit sync.Mutex // the over-commit check and the intent it admits, as one step
 	last  sync.Map   // container ID -> Outcome of its last operation
-	q     queue
+	// warned is the over-commit ratio last warned about (under admit).
+	warned float64
+	q      queue
 
 	// step is called after each state-changing step; tests inject failures through it.
 	step func(name string) error
@@ -402,7 +404,18 @@ func (s *Sizer) warnOvercommit(c Container, want, persisted, poolData int64) {
 	if s.Obs != nil {
 		s.Obs.Overcommit(ratio)
 	}
-	if ratio > 1 {
+	// Once when the pool is first over-committed, then each time the ratio doubles: a burst of
+	// creates on an over-committed pool says so a few times, not once per container.
+	if ratio <= 1 {
+		s.warned = 0
+		return
+	}
+	if s.warned > 0 && ratio < 2*s.warned {
+		s.Log.WithFields(logrus.Fields{"container": short(c.ID), "ratio": fmt.Sprintf("%.2f", ratio)}).Debug("pool over-committed")
+		return
+	}
+	s.warned = ratio
+	{
 		s.Log.WithFields(logrus.Fields{"container": short(c.ID), "provisioned": total, "pool_data": poolData, "ratio": fmt.Sprintf("%.2f", ratio)}).
 			Warnf("WARNING: container %s: sum of all thin device sizes (%s) exceeds the size of the thin pool (%s): %.2f× over-committed; the pool guard and the metrics are what keep it from filling",
 				c.Name, size.Format(total), size.Format(poolData), ratio)

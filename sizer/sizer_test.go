@@ -503,7 +503,7 @@ func TestRunStops(t *testing.T) {
 	go func() { r.s.Run(ctx, time.Second); close(done) }()
 	c := r.w.create(1, label("42G"))
 	r.s.Handle(Event{Action: "create", ID: c.ID, Labels: c.Labels})
-	for r.w.fs[1] != 42*G {
+	for r.w.fsOf(1) != 42*G {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
@@ -532,5 +532,19 @@ func TestGrowHeldStoppedDevice(t *testing.T) {
 	}
 	if got, err := r.w.start(t, c.ID); err != nil || got != 50*G {
 		t.Fatalf("start: %d, %v", got, err)
+	}
+}
+
+// On an over-committed pool a burst warns when the pool first passes its size and each time
+// the ratio doubles, not once per container.
+func TestOvercommitWarnsRarely(t *testing.T) {
+	r := newRig(t)
+	r.w.pool = 10 * G
+	for i := 1; i <= 40; i++ { // 10G each, +10G each growth: ratio 2, 4, ... 80
+		c := r.w.create(i, label("20G"))
+		r.mustEnsure(c.ID, Grown)
+	}
+	if n := len(r.lines(logrus.WarnLevel, "exceeds the size of the thin pool")); n < 5 || n > 8 {
+		t.Fatalf("%d warnings for 40 growths on an over-committed pool", n)
 	}
 }
