@@ -13,7 +13,10 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // StateDir is the plugin's STATE_DIR with the test bed's defaults: one record per sized
@@ -29,6 +32,7 @@ type Crash struct {
 	Step     string
 	Armed    time.Time // the plugin was enabled with the hook armed
 	Hit      time.Time // the hook's file was seen gone: the plugin reached the step
+	Died     time.Time // the armed process was seen gone (the hook syncs before it kills)
 	Back     time.Time // a new plugin process was seen running
 	ByEngine bool      // dockerd restarted the plugin by itself (false: the test had to)
 	// OnHit, if set, runs (in Wait) as soon as the plugin is seen to reach the step: to look at
@@ -89,8 +93,14 @@ func (c *Crash) Wait(timeout time.Duration) {
 		return p != 0 && p != armed
 	}
 	for until := time.Now().Add(30 * time.Second); time.Now().Before(until); time.Sleep(20 * time.Millisecond) {
+		if c.Died.IsZero() && !alive(armed) {
+			c.Died = time.Now()
+		}
 		if back() {
 			c.Back, c.ByEngine = time.Now(), true
+			if c.Died.IsZero() {
+				c.Died = c.Back
+			}
 			return
 		}
 	}
@@ -101,8 +111,36 @@ func (c *Crash) Wait(timeout time.Duration) {
 	c.Back = time.Now()
 }
 
-// Restart is how long the plugin took to come back after it reached the step.
-func (c *Crash) Restart() time.Duration { return c.Back.Sub(c.Hit) }
+// Restart is how long the plugin took to come back after it died.
+func (c *Crash) Restart() time.Duration { return c.Back.Sub(c.Died) }
+
+// String says when the crash came, how long the dying took and the restart, for the test's log.
+func (c *Crash) String() string {
+	r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	by := "dockerd"
+	if !c.ByEngine {
+		by = "the test"
+	}
+	return fmt.Sprintf("step %s hit %v after arming, the process gone %v later, restarted by %s %v after that",
+		c.Step, r(c.Hit.Sub(c.Armed)), r(c.Died.Sub(c.Hit)), by, r(c.Restart()))
+}
+
+// alive says whether process pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z")
+}
+
+// With is the engine as seen from test t (a subtest): its failures fail t.
+func (e *Engine) With(t testing.TB) *Engine {
+	c := *e
+	c.t = t
+	return &c
+}
 
 // PluginEnabled says whether `docker plugin inspect` has the plugin enabled.
 func (e *Engine) PluginEnabled() bool {
@@ -111,7 +149,9 @@ func (e *Engine) PluginEnabled() bool {
 }
 
 // KillPlugin SIGKILLs the running plugin and waits for the engine to start a new one; it
-// returns how long that took.
+// returns how long that took. It then waits for the new plugin to serve its metrics, and for
+// at least a second: dockerd gives up on a restarted plugin that dies before it dials its
+// socket 0.5 s after the start (the restart-latency test shows it).
 func (e *Engine) KillPlugin() time.Duration {
 	e.t.Helper()
 	pid := PluginPID()
@@ -121,10 +161,29 @@ func (e *Engine) KillPlugin() time.Duration {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		e.t.Fatal(err)
 	}
-	return e.WaitFor("the engine to restart the plugin", 60*time.Second, func() bool {
-		p := PluginPID()
-		return p != 0 && p != pid
+	_, took, ok := NextPluginPID(pid, 60*time.Second)
+	if !ok {
+		e.t.Fatalf("the engine did not restart the plugin in 60 s after a SIGKILL")
+	}
+	e.WaitFor("the restarted plugin's metrics", 60*time.Second, func() bool {
+		_, err := Metrics()
+		return err == nil
 	})
+	time.Sleep(time.Second - min(time.Second, took))
+	return took
+}
+
+// NextPluginPID waits for a plugin process other than old; it returns its pid, how long the
+// wait was and whether one came in time. It polls every 10 ms.
+func NextPluginPID(old int, timeout time.Duration) (int, time.Duration, bool) {
+	start := time.Now()
+	for time.Since(start) < timeout {
+		if p := PluginPID(); p != 0 && p != old {
+			return p, time.Since(start), true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0, time.Since(start), false
 }
 
 // PluginWatch follows the plugin's processes from the moment it is made: every pid seen, in
@@ -262,6 +321,46 @@ func DeviceNames() ([]string, error) {
 		}
 	}
 	return names, nil
+}
+
+// DeviceUsers says who keeps device-mapper device name in place, for a failure message: its
+// dmsetup info, and every process that has it mounted (in any mount namespace) or open.
+func DeviceUsers(name string) string {
+	info, err := Run("dmsetup", "info", name)
+	if err != nil {
+		return info
+	}
+	mm, _ := Run("dmsetup", "info", "-c", "--noheadings", "-o", "major,minor", "--separator", ":", name)
+	var b strings.Builder
+	b.WriteString(info)
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		comm, _ := os.ReadFile(p + "/comm")
+		who := fmt.Sprintf("%s (%s)", filepath.Base(p), strings.TrimSpace(string(comm)))
+		if mi, err := os.ReadFile(p + "/mountinfo"); err == nil {
+			for _, l := range strings.Split(string(mi), "\n") {
+				if f := strings.Fields(l); len(f) > 4 && f[2] == mm {
+					fmt.Fprintf(&b, "\nmounted by %s on %s", who, f[4])
+				}
+			}
+		}
+		fds, _ := filepath.Glob(p + "/fd/*")
+		for _, fd := range fds {
+			if l, err := os.Readlink(fd); err == nil && (l == "/dev/mapper/"+name || strings.HasPrefix(l, "/dev/dm-") && devNumber(l) == mm) {
+				fmt.Fprintf(&b, "\nopen in %s as %s", who, l)
+			}
+		}
+	}
+	return b.String()
+}
+
+// devNumber is a device node's major:minor, "" if it is not one.
+func devNumber(path string) string {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return ""
+	}
+	return fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
 }
 
 // WriteChecksummed writes 16 MiB of random data into a running container, with its checksum
