@@ -48,9 +48,13 @@ func Parse(s string) (int64, error) {
 // Format renders bytes for people: the largest binary unit that keeps three significant
 // digits ("42GiB", "1.5TiB", "512MiB"), plus the exact byte count when that rounds.
 func Format(b int64) string {
-	h := units.BytesSize(float64(b))
+	h := Short(b)
 	if exact, err := units.RAMInBytes(h); err == nil && exact == b {
 		return h
 	}
 	return fmt.Sprintf("%s (%d bytes)", h, b)
 }
+
+// Short is Format without the exact byte count: at most four significant digits
+// ("337.6MiB"), for tables, where the exact count would not fit.
+func Short(b int64) string { return units.BytesSize(float64(b)) }

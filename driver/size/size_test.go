@@ -72,6 +72,22 @@ func TestFormat(t *testing.T) {
 	}
 }
 
+func TestShort(t *testing.T) {
+	for _, tc := range []struct {
+		in   int64
+		want string
+	}{
+		{0, "0B"},
+		{42 << 30, "42GiB"},
+		{10737418240 + 512, "10GiB"},
+		{354_000_000, "337.6MiB"},
+	} {
+		if got := Short(tc.in); got != tc.want {
+			t.Errorf("Short(%d) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 // Whatever Parse accepts is a positive whole number of sectors, and stable under Format.
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{"42G", "1.5T", "1000", "0", "-1", "9999999999999T", "1e3", "0x10", "42GiB", " 7m"} {
