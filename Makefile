@@ -20,7 +20,7 @@ export CGO_ENABLED := 0
 .PHONY: all test unit vm-test deps plugin demo bench clean distclean \
 	$(addprefix vm-test-,$(PROFILES)) $(addprefix image-,$(PROFILES)) $(addprefix payload-,$(PROFILES))
 
-all: plugin
+all: plugin cli
 
 ## deps: install the host packages the VM needs (as root, via apt)
 deps:
@@ -36,6 +36,11 @@ unit:
 plugin:
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BUILD)/bin/dmsize-plugin ./plugin
 	rootfs/assemble.sh $(BUILD)/plugin config.json $(BUILD)/bin/dmsize-plugin
+
+## cli: the dmsize command, build/bin/dmsize (static: copy it onto the host's PATH)
+.PHONY: cli
+cli:
+	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BUILD)/bin/dmsize ./cmd/dmsize
 
 ## test: unit tests, then the VM suite on every profile
 test: deps unit vm-test
