@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dmsize/dmsize/driver/size"
 	"sync"
 	"time"
 
@@ -210,9 +211,9 @@ func (g *Guard) Check() time.Duration {
 		f := log.WithFields(logrus.Fields{"part": part.name, "from": part.from, "to": part.to, "used": part.usedAt,
 			"used_ratio": fmt.Sprintf("%.3f", part.ratio), "ms": live.Sub(seen).Milliseconds(), "stall_ms": stall.Milliseconds(), "kind": g.Ext.Kind()})
 		if extErr != nil {
-			f.WithError(extErr).Errorf("pool guard: extending the pool's %s from %s to %s failed (%s used)", part.name, human(part.from), human(part.to), human(part.usedAt))
+			f.WithError(extErr).Errorf("pool guard: extending the pool's %s from %s to %s failed (%s used)", part.name, size.Decimal(part.from), size.Decimal(part.to), size.Decimal(part.usedAt))
 		} else {
-			f.Infof("pool guard: extended the pool's %s from %s to %s (%s used, %.0f%%)", part.name, human(part.from), human(part.to), human(part.usedAt), 100*part.ratio)
+			f.Infof("pool guard: extended the pool's %s from %s to %s (%s used, %.0f%%)", part.name, size.Decimal(part.from), size.Decimal(part.to), size.Decimal(part.usedAt), 100*part.ratio)
 		}
 	}
 	if extErr != nil {
@@ -239,7 +240,7 @@ func (g *Guard) apply(p thin.Pool, data, meta int64) (Usage, time.Duration, time
 	au := UsageOf(after)
 	if extErr == nil && (au.DataTotal < data || au.MetaTotal < meta) {
 		extErr = fmt.Errorf("the kernel did not take the new size in (data %s, metadata %s after the reload; needs_check=%v)",
-			human(au.DataTotal), human(au.MetaTotal), after.Status.NeedsCheck)
+			size.Decimal(au.DataTotal), size.Decimal(au.MetaTotal), after.Status.NeedsCheck)
 	}
 	return au, stall, live, extErr
 }
@@ -297,7 +298,7 @@ func (g *Guard) setBlocked(log logrus.FieldLogger, u Usage, why string) {
 	}
 	if changed {
 		f.Warnf("pool guard: the pool needs more space and cannot get it: %s (data %s of %s used, metadata %s of %s)", why,
-			human(u.DataUsed), human(u.DataTotal), human(u.MetaUsed), human(u.MetaTotal))
+			size.Decimal(u.DataUsed), size.Decimal(u.DataTotal), size.Decimal(u.MetaUsed), size.Decimal(u.MetaTotal))
 	}
 	if !g.errLogged && (u.OutOfData || u.DataRatio() >= 0.95 || u.MetaRatio() >= 0.95) {
 		f.Errorf("pool guard: the pool is nearly full (data %.0f%%, metadata %.0f%%, mode %s) and cannot be extended: %s; writes in every container will fail when it is full",
@@ -327,8 +328,8 @@ func (g *Guard) logDeciles(log logrus.FieldLogger, u Usage) {
 	}
 	g.loggedPct = [2]int{d, m}
 	log.WithFields(logrus.Fields{"data_used": u.DataUsed, "data_size": u.DataTotal, "metadata_used": u.MetaUsed, "metadata_size": u.MetaTotal}).
-		Infof("pool: data %.0f%% used (%s of %s), metadata %.0f%% (%s of %s)", 100*u.DataRatio(), human(u.DataUsed), human(u.DataTotal),
-			100*u.MetaRatio(), human(u.MetaUsed), human(u.MetaTotal))
+		Infof("pool: data %.0f%% used (%s of %s), metadata %.0f%% (%s of %s)", 100*u.DataRatio(), size.Decimal(u.DataUsed), size.Decimal(u.DataTotal),
+			100*u.MetaRatio(), size.Decimal(u.MetaUsed), size.Decimal(u.MetaTotal))
 }
 
 // roomMaxAge bounds how stale Ceiling's view of the backing store's room may be.
@@ -364,17 +365,5 @@ func (g *Guard) Ceiling(poolData int64) (int64, string) {
 	if ceiling <= poolData {
 		return poolData, ""
 	}
-	return ceiling, fmt.Sprintf("%s, the size the pool guard may extend the pool's %s data to", human(ceiling), human(poolData))
-}
-
-// human formats a measured size for the logs: 2 decimals in GiB, 1 in MiB.
-func human(b int64) string {
-	switch {
-	case b >= 1<<30 || b <= -1<<30:
-		return fmt.Sprintf("%.2fGiB", float64(b)/(1<<30))
-	case b >= 1<<20 || b <= -1<<20:
-		return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20))
-	default:
-		return fmt.Sprintf("%dKiB", b>>10)
-	}
+	return ceiling, fmt.Sprintf("%s, the size the pool guard may extend the pool's %s data to", size.Decimal(ceiling), size.Decimal(poolData))
 }

@@ -44,7 +44,7 @@ func (l *loopExtender) Room() (int64, string, error) {
 	}
 	room := free - l.minFree - owed
 	why := fmt.Sprintf("the filesystem holding %s has %s free; the pool's sparse files may still take %s of it and MIN_HOST_FREE keeps %s",
-		l.data, human(free), human(owed), size.Format(l.minFree))
+		l.data, size.Decimal(free), size.Decimal(owed), size.Format(l.minFree))
 	return room, why, nil
 }
 

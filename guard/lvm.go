@@ -2,6 +2,7 @@ package guard
 
 import (
 	"fmt"
+	"github.com/dmsize/dmsize/driver/size"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -79,7 +80,7 @@ func (l *lvmExtender) Room() (int64, string, error) {
 	if err != nil {
 		return 0, "", fmt.Errorf("guard: vgs %s: unexpected output %q", l.vg, out)
 	}
-	return free, fmt.Sprintf("volume group %s has %s free (vgextend %s with another disk)", l.vg, human(free), l.vg), nil
+	return free, fmt.Sprintf("volume group %s has %s free (vgextend %s with another disk)", l.vg, size.Decimal(free), l.vg), nil
 }
 
 // Extend asks for absolute sizes, so a repeat after a crash asks for what is already there

@@ -8,7 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	dsize "github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/driver/size"
 )
 
 // Refusal is a manual extension that the policy or the pool does not allow; nothing was
@@ -25,7 +25,7 @@ type Refusal struct {
 func (r *Refusal) Error() string { return r.Reason }
 
 // Extend is a manual extension (dmsize pool extend): it makes the pool's data, or its
-// metadata when metadata is set, size bytes, or its current size plus size when relative,
+// metadata when metadata is set, sz bytes, or its current size plus sz when relative,
 // through the guard's Extender with the automatic path's caps and checks. Data is rounded up
 // to the pool's data block and metadata to 4 KiB, as the automatic path does.
 //
@@ -45,7 +45,7 @@ func (r *Refusal) Error() string { return r.Reason }
 // holds off the next until it is done, so the guard and an operator never extend at once.
 // Once begun, an extension runs to its end whatever ctx does: stopping lvextend or a reload
 // half way would leave the pool suspended.
-func (g *Guard) Extend(ctx context.Context, metadata bool, size int64, relative bool) (Extension, error) {
+func (g *Guard) Extend(ctx context.Context, metadata bool, sz int64, relative bool) (Extension, error) {
 	select {
 	case g.turn() <- struct{}{}:
 	case <-ctx.Done():
@@ -77,17 +77,17 @@ func (g *Guard) Extend(ctx context.Context, metadata bool, size int64, relative 
 	if u.Mode == "fail" || u.Mode == "needs_check" {
 		return refuse("", fmt.Sprintf("the pool's mode is %s: dmsize does not extend a pool that has failed or needs a check (thin_check)", u.Mode))
 	}
-	want := size
+	want := sz
 	if relative {
-		if size > math.MaxInt64-from {
-			return refuse("", fmt.Sprintf("%s + %d bytes is too large", human(from), size))
+		if sz > math.MaxInt64-from {
+			return refuse("", fmt.Sprintf("%s + %d bytes is too large", size.Decimal(from), sz))
 		}
-		want = from + size
+		want = from + sz
 	}
 	if want <= from {
-		e.Message = fmt.Sprintf("the pool's %s is already %s", part, human(from))
+		e.Message = fmt.Sprintf("the pool's %s is already %s", part, size.Decimal(from))
 		if want < from {
-			e.Message += fmt.Sprintf(" (asked for %s; a pool never shrinks)", human(max(want, 0)))
+			e.Message += fmt.Sprintf(" (asked for %s; a pool never shrinks)", size.Decimal(max(want, 0)))
 		}
 		return e, nil
 	}
@@ -99,19 +99,19 @@ func (g *Guard) Extend(ctx context.Context, metadata bool, size int64, relative 
 		want = roundUp(want, 4096)
 		if want > MaxMetadata {
 			return refuse("", fmt.Sprintf("the pool's metadata cannot be extended to %s: the kernel uses at most %s of a thin pool's metadata device (it is %s now)",
-				human(want), dsize.Format(MaxMetadata), human(from)))
+				size.Decimal(want), size.Format(MaxMetadata), size.Decimal(from)))
 		}
 	} else {
 		if g.Policy.MaxData > 0 && want > g.Policy.MaxData {
 			return refuse("MAX_POOL_SIZE", fmt.Sprintf("the pool's data cannot be extended to %s: MAX_POOL_SIZE=%s caps it (it is %s now)",
-				human(want), dsize.Format(g.Policy.MaxData), human(from)))
+				size.Decimal(want), size.Format(g.Policy.MaxData), size.Decimal(from)))
 		}
 		want = roundUp(want, u.DataBlock)
 		if g.Policy.MaxData > 0 && want > g.Policy.MaxData {
 			want = roundDown(g.Policy.MaxData, u.DataBlock) // the cap is not a whole number of blocks
 		}
 		if want <= from {
-			e.Message = fmt.Sprintf("the pool's data is already %s, as close to MAX_POOL_SIZE=%s as its %s blocks allow", human(from), dsize.Format(g.Policy.MaxData), human(u.DataBlock))
+			e.Message = fmt.Sprintf("the pool's data is already %s, as close to MAX_POOL_SIZE=%s as its %s blocks allow", size.Decimal(from), size.Format(g.Policy.MaxData), size.Decimal(u.DataBlock))
 			return e, nil
 		}
 	}
@@ -128,7 +128,7 @@ func (g *Guard) Extend(ctx context.Context, metadata bool, size int64, relative 
 			setting = "MIN_HOST_FREE"
 		}
 		return refuse(setting, fmt.Sprintf("the pool's %s cannot be extended from %s to %s: that takes %s and there is room for %s: %s",
-			part, human(from), human(want), human(need), human(max(room, 0)), why))
+			part, size.Decimal(from), size.Decimal(want), size.Decimal(need), size.Decimal(max(room, 0)), why))
 	}
 
 	e.To = want
@@ -148,10 +148,10 @@ func (g *Guard) Extend(ctx context.Context, metadata bool, size int64, relative 
 	}
 	f := log.WithFields(logrus.Fields{"from": from, "to": want, "live": now, "ms": live.Sub(seen).Milliseconds(), "stall_ms": stall.Milliseconds()})
 	if err != nil {
-		f.WithError(err).Errorf("pool: extending the %s by hand from %s to %s failed", part, human(from), human(want))
+		f.WithError(err).Errorf("pool: extending the %s by hand from %s to %s failed", part, size.Decimal(from), size.Decimal(want))
 		return e, err
 	}
-	e.Message = fmt.Sprintf("the pool's %s extended from %s to %s", part, human(from), human(now))
-	f.Infof("pool: %s extended by hand from %s to %s", part, human(from), human(now))
+	e.Message = fmt.Sprintf("the pool's %s extended from %s to %s", part, size.Decimal(from), size.Decimal(now))
+	f.Infof("pool: %s extended by hand from %s to %s", part, size.Decimal(from), size.Decimal(now))
 	return e, nil
 }

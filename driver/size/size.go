@@ -58,3 +58,16 @@ func Format(b int64) string {
 // Short is Format without the exact byte count: at most four significant digits
 // ("337.6MiB"), for tables, where the exact count would not fit.
 func Short(b int64) string { return units.BytesSize(float64(b)) }
+
+// Decimal is for log lines: two decimals in GiB, one in MiB, whole KiB ("3.60GiB", "16.6MiB"),
+// so that successive lines of a filling pool line up and show small steps.
+func Decimal(b int64) string {
+	switch {
+	case b >= 1<<30 || b <= -1<<30:
+		return fmt.Sprintf("%.2fGiB", float64(b)/(1<<30))
+	case b >= 1<<20 || b <= -1<<20:
+		return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20))
+	default:
+		return fmt.Sprintf("%dKiB", b>>10)
+	}
+}

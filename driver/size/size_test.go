@@ -106,3 +106,11 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestDecimal(t *testing.T) {
+	for b, want := range map[int64]string{3 << 30: "3.00GiB", 3865470566: "3.60GiB", 17406362: "16.6MiB", 4096: "4KiB", -2 << 30: "-2.00GiB"} {
+		if got := Decimal(b); got != want {
+			t.Errorf("Decimal(%d) = %q, want %q", b, got, want)
+		}
+	}
+}
