@@ -6,6 +6,10 @@ package control
 // APIVersion prefixes every path.
 const APIVersion = "v1"
 
+// PluginSocketDir is where the engine keeps a managed plugin's sockets: inside the plugin it is
+// the plugin's own; on the host each plugin has PluginSocketDir/<plugin full ID>.
+const PluginSocketDir = "/run/docker/plugins"
+
 // SocketName is the control socket's name, beside the plugin's own socket in its socket
 // directory: on the host, /run/docker/plugins/<plugin id>/dmsize-control.sock.
 const SocketName = "dmsize-control.sock"
@@ -57,6 +61,14 @@ type GrowRequest struct {
 	DryRun bool   `json:"dry_run,omitempty"`
 }
 
+// Actions a GrowResult reports.
+const (
+	ActionGrown     = "grown"      // the container got a larger root filesystem
+	ActionUnchanged = "unchanged"  // it already had that size
+	ActionWouldGrow = "would-grow" // a dry run: it would be grown
+	ActionRepaired  = "repaired"   // an interrupted sizing was finished on the way
+)
+
 // GrowResult says what a grow did (or, with DryRun, would do).
 type GrowResult struct {
 	Container   Container `json:"container"`
@@ -79,8 +91,8 @@ type Pool struct {
 	Mode              string  `json:"mode"` // rw, out_of_data_space, ro, fail, needs_check
 	RoomBytes         int64   `json:"room_bytes"`
 	RoomWhy           string  `json:"room_why,omitempty"`
-	Guard             string  `json:"guard"` // on, off
-	Threshold         float64 `json:"threshold"`
+	Guard             string  `json:"guard"`             // on, off
+	Threshold         float64 `json:"threshold"`         // a fraction: 0.8 is 80 %
 	Blocked           string  `json:"blocked,omitempty"` // why the guard cannot extend, when it needs to
 	ProvisionedBytes  int64   `json:"provisioned_bytes"`
 	OvercommitRatio   float64 `json:"overcommit_ratio"`
@@ -104,7 +116,8 @@ type ExtendResult struct {
 	Message     string `json:"message"`
 }
 
-// Error is every non-2xx answer's body.
+// Error is every non-2xx answer's body. Its message names its subject first ("container web:
+// grow to 60GiB: …", "pool data to +2G: …"), so a client prints it as it is.
 type Error struct {
 	Kind    string `json:"kind"`
 	Message string `json:"error"`

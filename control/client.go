@@ -29,8 +29,13 @@ func NewClient(socket string) *Client {
 	}}}
 }
 
-// ErrUnreachable wraps a failure to reach the socket at all.
+// ErrUnreachable wraps a failure to reach the socket at all (the dial error is wrapped too:
+// errors.Is(err, syscall.EACCES) tells a socket that is root's).
 var ErrUnreachable = errors.New("cannot reach the dmsize plugin")
+
+// ErrTimeout wraps a request whose context ended before the plugin answered: the operation may
+// still complete in the plugin.
+var ErrTimeout = errors.New("timed out")
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
@@ -48,7 +53,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.socket, err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: no answer from the dmsize plugin at %s: %w", ErrTimeout, c.socket, ctx.Err())
+		}
+		return fmt.Errorf("%w at %s: %w", ErrUnreachable, c.socket, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))

@@ -18,10 +18,6 @@ import (
 	"github.com/dmsize/dmsize/sizer"
 )
 
-// pluginSocketDir is where the engine looks for a managed plugin's sockets; on the host it is
-// /run/docker/plugins/<plugin id>, which is how the CLI finds the control socket.
-const pluginSocketDir = "/run/docker/plugins"
-
 // serveControl serves the control API on a root-only unix socket until ctx ends.
 func (a *app) serveControl(ctx context.Context, dir string) error {
 	path := filepath.Join(dir, control.SocketName)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/docker/go-plugins-helpers/authorization"
+
+	"github.com/dmsize/dmsize/control"
 	"github.com/sirupsen/logrus"
 )
 
@@ -51,7 +53,7 @@ func main() {
 	go a.run(ctx)
 
 	go func() {
-		if err := a.serveControl(ctx, pluginSocketDir); err != nil {
+		if err := a.serveControl(ctx, control.PluginSocketDir); err != nil {
 			log.WithError(err).Error("serving the control API; the dmsize CLI cannot reach this plugin")
 		}
 	}()

@@ -23,7 +23,7 @@ func exitCode(err error) int {
 	if errors.As(err, &f) {
 		return f.code
 	}
-	if errors.Is(err, control.ErrUnreachable) {
+	if errors.Is(err, control.ErrUnreachable) || errors.Is(err, control.ErrTimeout) {
 		return exitUnreachable
 	}
 	var ce *control.Error
@@ -120,9 +120,9 @@ func (a *app) grow(ctx context.Context, args []string) error {
 	}
 	from, to := size.Format(r.BeforeBytes), size.Format(r.AfterBytes)
 	switch r.Action {
-	case "unchanged":
+	case control.ActionUnchanged:
 		fmt.Fprintf(a.stdout, "%s: already %s\n", who, to)
-	case "would-grow":
+	case control.ActionWouldGrow:
 		fmt.Fprintf(a.stdout, "would grow %s: %s -> %s (nothing changed)\n", who, from, to)
 	default: // grown, repaired
 		fmt.Fprintf(a.stdout, "%s: %s -> %s (%s%s)\n", who, from, to, r.Action, took(r.DurationMS))

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/dmsize/dmsize/control"
 	"github.com/docker/docker/api/types"
@@ -15,7 +16,7 @@ import (
 )
 
 // pluginsRoot is where the engine makes each managed plugin's socket directory, by full ID.
-const pluginsRoot = "/run/docker/plugins"
+const pluginsRoot = control.PluginSocketDir
 
 // entrypoint tells the dmsize plugin from others (config.json), whatever name it was
 // installed under: a registry's, with any tag.
@@ -116,7 +117,7 @@ func enabled(on bool) string {
 // hint says what to do when the control socket refuses the user: it is root's. (The client
 // keeps only the dial error's text.)
 func hint(err error) error {
-	if errors.Is(err, control.ErrUnreachable) && strings.Contains(err.Error(), "permission denied") {
+	if errors.Is(err, control.ErrUnreachable) && errors.Is(err, syscall.EACCES) {
 		return fmt.Errorf("%w (the control socket is root's: run dmsize as root)", err)
 	}
 	return err
