@@ -59,6 +59,7 @@ define payload
 	mkdir -p $(1)/tests
 	cp -r $(VM)/guest $(1)/guest
 	cp -r $(BUILD)/plugin $(1)/plugin
+	cp $(BUILD)/bin/dmsize $(1)/guest/dmsize
 	echo $(2) > $(1)/profile
 	printf "DMSIZE_RUN='%s'\nDMSIZE_SKIP='%s'\nDMSIZE_BENCH='%s'\nDMSIZE_BENCHTIME='%s'\n" '$(DMSIZE_RUN)' '$(DMSIZE_SKIP)' '$(DMSIZE_BENCH)' '$(DMSIZE_BENCHTIME)' > $(1)/env
 	ln -s guest/$(3) $(1)/run
@@ -68,7 +69,7 @@ define payload
 endef
 
 ## payload-PROFILE: build/payload-PROFILE, also what the Vagrant box runs (see Vagrantfile)
-$(addprefix payload-,$(PROFILES)): payload-%: plugin
+$(addprefix payload-,$(PROFILES)): payload-%: plugin cli
 	$(call payload,$(BUILD)/payload-$*,$*,run-suite.sh,$(VM_TESTS_$*))
 
 ## vm-test-PROFILE: the VM suite of one profile (DMSIZE_RUN=pattern narrows it)
@@ -81,7 +82,7 @@ bench: deps plugin image-bookworm
 	$(VM)/run.sh --profile bookworm --payload $(BUILD)/payload-bookworm --timeout $(VM_TIMEOUT) --out $(BUILD)/vm-run/bench-bookworm
 
 ## demo: boot the VM, install the plugin, show a container's root filesystem size
-demo: deps plugin image-bookworm
+demo: deps plugin cli image-bookworm
 	@$(call payload,$(BUILD)/payload-demo,bookworm,demo.sh,)
 	@$(VM)/run.sh --profile bookworm --payload $(BUILD)/payload-demo --timeout 900 --out $(BUILD)/vm-run/demo
 
