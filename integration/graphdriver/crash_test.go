@@ -44,14 +44,13 @@ func TestCrashSizerSteps(t *testing.T) {
 			t.Fatal("dockerd did not restart the plugin after a SIGKILL")
 		}
 		syscall.Kill(second, syscall.SIGKILL)
-		_, again, ok := harness.NextPluginPID(second, 30*time.Second)
+		_, again, ok := harness.NextPluginPID(second, 15*time.Second)
 		if ok {
 			t.Logf("kill at once after a restart (%v): dockerd restarted it again after %v", took.Round(time.Millisecond), again.Round(time.Millisecond))
 		} else {
-			t.Logf("kill at once after a restart (%v): dockerd did not restart it in 30 s (plugin enabled: %v); the test re-enables it; dockerd says:\n%s",
+			t.Logf("kill at once after a restart (%v): dockerd did not restart it in 15 s (plugin enabled: %v); the test re-enables it; dockerd says:\n%s",
 				took.Round(time.Millisecond), e.PluginEnabled(), harness.LastLines(e.DaemonLog(), 6))
-			e.Docker("plugin", "disable", "-f", harness.Plugin)
-			e.Docker("plugin", "enable", harness.Plugin)
+			e.RestartPlugin()
 		}
 	})
 	for _, step := range sizerSteps {
@@ -260,8 +259,8 @@ func TestSizerRoundsLeaveNothing(t *testing.T) {
 			return metricIs("dmsize_sizer_locks", 0) && metricIs("dmsize_devices_held", 0)
 		})
 		clean := time.Since(removed)
-		// The engine retries a deferred deletion every 30 s: allow two of its rounds.
-		gone := waitDevicesGone(t, e, pool, 70*time.Second)
+		// The engine retries deferred deletions every 30 s, one device after the other.
+		gone := waitDevicesGone(t, e, pool, 3*time.Minute)
 		m := metrics(t)
 		t.Logf("round %d: 40 creates in %v, all sized %v after the first; docker rm took %v; records and locks gone %v after it, devices %v after it; RSS %.1f MiB, %v goroutines",
 			round, cr.end.Sub(cr.start).Round(time.Millisecond), took.Round(time.Millisecond), removed.Sub(rmStart).Round(time.Millisecond),
@@ -270,12 +269,19 @@ func TestSizerRoundsLeaveNothing(t *testing.T) {
 }
 
 // waitDevicesGone waits until the engine has no device marked deleted and `dmsetup ls` shows
-// only the pool, and returns how long that took; on timeout it says who keeps what is left.
+// only the pool, and returns how long that took; it logs how the engine's count of devices
+// marked deleted went down, and on timeout says who keeps what is left.
 func waitDevicesGone(t *testing.T, e *harness.Engine, pool string, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
+	var counts []string
+	last := ""
 	for {
 		deleted := e.DriverStatus()["Deferred Deleted Device Count"]
+		if deleted != last {
+			counts = append(counts, fmt.Sprintf("%s at %v", deleted, time.Since(start).Round(100*time.Millisecond)))
+			last = deleted
+		}
 		names, err := harness.DeviceNames()
 		if err != nil {
 			t.Fatal(err)
@@ -287,6 +293,7 @@ func waitDevicesGone(t *testing.T, e *harness.Engine, pool string, timeout time.
 			}
 		}
 		if deleted == "0" && len(left) == 0 {
+			t.Logf("devices marked deleted: %s", strings.Join(counts, ", "))
 			return time.Since(start)
 		}
 		if time.Since(start) > timeout {
@@ -294,7 +301,7 @@ func waitDevicesGone(t *testing.T, e *harness.Engine, pool string, timeout time.
 			for _, n := range left {
 				why = append(why, harness.DeviceUsers(n))
 			}
-			t.Fatalf("after %v: %s devices marked deleted, %d devices besides the pool:\n%s", timeout, deleted, len(left), strings.Join(why, "\n\n"))
+			t.Fatalf("after %v: %s devices marked deleted (%s), %d devices besides the pool:\n%s", timeout, deleted, strings.Join(counts, ", "), len(left), strings.Join(why, "\n\n"))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
