@@ -47,8 +47,9 @@ func (s *Sizer) Status(ctx context.Context, ref string) (Status, error) {
 		return st, err
 	}
 	st.Held = s.Devices.Held(c.Device)
-	if st.Device.Active && !st.Device.Deferred {
-		st.FSSize, st.FSUsed, _ = s.Devices.FS(c.Device) // best effort: a status never fails on it
+	if st.Device.Active {
+		// Best effort, and safe on a device on its way out: a superblock read or a statfs.
+		st.FSSize, st.FSUsed, _ = s.Devices.FS(c.Device)
 	}
 	return st, nil
 }
