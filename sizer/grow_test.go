@@ -93,3 +93,27 @@ func TestGrowRefusals(t *testing.T) {
 		t.Fatalf("known %v %v", known, err)
 	}
 }
+
+// Grows racing each other and a label sizing on one container are serialised: each finishes
+// whole, and the container ends at the largest size asked.
+func TestGrowRaces(t *testing.T) {
+	r := newRig(t)
+	c := r.w.create(1, label("25G"))
+	r.w.start(t, c.ID)
+	done := make(chan error, 4)
+	for _, sz := range []int64{20 * G, 30 * G, 40 * G} {
+		go func() { _, err := r.s.Grow(context.Background(), c.Name, sz, false); done <- err }()
+	}
+	go func() { _, err := r.ensure(c.ID); done <- err }()
+	for range 4 {
+		if err := <-done; err != nil && !isRejection(err) {
+			t.Fatal(err) // a grow that lost to a larger one is refused as a shrink, nothing else
+		}
+	}
+	if got := r.w.fsOf(1); got != 40*G {
+		t.Fatalf("filesystem %d after the race", got)
+	}
+	if r.s.Locks() != 0 {
+		t.Fatalf("%d lock entries", r.s.Locks())
+	}
+}
