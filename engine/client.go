@@ -58,10 +58,29 @@ type Storage struct {
 	PoolName        string // e.g. "docker-254:0-131101-pool" or "docker-thinpool"
 	DataRoot        string // e.g. /var/lib/docker
 	DeferredRemoval bool
-	ServerVersion   string
+	// DeferredDeletion: the engine retries a thin delete that finds the device busy, instead
+	// of failing `docker rm`.
+	DeferredDeletion bool
+	ServerVersion    string
 	// DataLoopFile and MetaLoopFile are loop-lvm's sparse files; empty for a pool on block
 	// devices (direct-lvm, or dm.thinpooldev on anything else).
 	DataLoopFile, MetaLoopFile string
+}
+
+// Within returns the storage as seen where the engine's data root is mounted at root (a
+// managed plugin sees it at its mount's destination, /var/lib/docker, whatever the host's
+// --data-root is): every path under DataRoot is moved under root.
+func (s Storage) Within(root string) Storage {
+	from := strings.TrimSuffix(s.DataRoot, "/")
+	move := func(p string) string {
+		if from != "" && (p == from || strings.HasPrefix(p, from+"/")) {
+			return root + strings.TrimPrefix(p, from)
+		}
+		return p
+	}
+	s.DataLoopFile, s.MetaLoopFile = move(s.DataLoopFile), move(s.MetaLoopFile)
+	s.DataRoot = root
+	return s
 }
 
 // Home is the graph driver's home, where its metadata directory lives.
@@ -80,6 +99,8 @@ func (c *Client) Storage(ctx context.Context) (Storage, error) {
 			s.PoolName = kv[1]
 		case "Deferred Removal Enabled":
 			s.DeferredRemoval = kv[1] == "true"
+		case "Deferred Deletion Enabled":
+			s.DeferredDeletion = kv[1] == "true"
 		case "Data loop file":
 			s.DataLoopFile = kv[1]
 		case "Metadata loop file":

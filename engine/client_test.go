@@ -39,6 +39,7 @@ func TestStorage(t *testing.T) {
 				{"Data loop file", "/var/lib/docker/devicemapper/devicemapper/data"},
 				{"Metadata loop file", "/var/lib/docker/devicemapper/devicemapper/metadata"},
 				{"Deferred Removal Enabled", "true"},
+				{"Deferred Deletion Enabled", "true"},
 			},
 		}
 	})
@@ -48,7 +49,7 @@ func TestStorage(t *testing.T) {
 	}
 	want := Storage{
 		Driver: "devicemapper", PoolName: "docker-254:0-131101-pool", DataRoot: "/var/lib/docker/",
-		DeferredRemoval: true, ServerVersion: "20.10.24",
+		DeferredRemoval: true, DeferredDeletion: true, ServerVersion: "20.10.24",
 		DataLoopFile: "/var/lib/docker/devicemapper/devicemapper/data",
 		MetaLoopFile: "/var/lib/docker/devicemapper/devicemapper/metadata",
 	}
@@ -106,5 +107,16 @@ func TestWaitReadyGivesUp(t *testing.T) {
 	defer cancel()
 	if err := c.WaitReady(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("WaitReady without an engine: %v", err)
+	}
+}
+
+func TestStorageWithin(t *testing.T) {
+	st := Storage{DataRoot: "/srv/docker/", DataLoopFile: "/srv/docker/devicemapper/devicemapper/data", MetaLoopFile: "/elsewhere/meta"}
+	in := st.Within("/var/lib/docker")
+	if in.DataRoot != "/var/lib/docker" || in.DataLoopFile != "/var/lib/docker/devicemapper/devicemapper/data" || in.MetaLoopFile != "/elsewhere/meta" || in.Home() != "/var/lib/docker/devicemapper" {
+		t.Fatalf("%+v", in)
+	}
+	if same := (Storage{DataRoot: "/var/lib/docker", DataLoopFile: "/var/lib/docker-other/x"}).Within("/var/lib/docker"); same.DataLoopFile != "/var/lib/docker-other/x" {
+		t.Fatalf("a sibling path moved: %+v", same)
 	}
 }

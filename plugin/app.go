@@ -49,6 +49,9 @@ func (a *app) giveUp(log logrus.FieldLogger, err error, msg string) {
 	log.Error(msg)
 }
 
+// dataRootMount is where config.json mounts the engine's data root (docker-root).
+const dataRootMount = "/var/lib/docker"
+
 // shutdownGrace is how long a stopping plugin lets a sizing in flight finish.
 const shutdownGrace = 20 * time.Second
 
@@ -74,6 +77,12 @@ func (a *app) run(ctx context.Context) {
 		a.giveUp(a.log, err, "reading the engine's storage; dmsize does nothing")
 		return
 	}
+	// The engine's data root is mounted at dataRootMount in the plugin, whatever its path on
+	// the host (docker-root.source in config.json).
+	if st.DataRoot != dataRootMount {
+		a.log.WithFields(logrus.Fields{"host": st.DataRoot, "plugin": dataRootMount}).Info("the engine's data root is mounted elsewhere in the plugin")
+	}
+	st = st.Within(dataRootMount)
 	log := a.log.WithFields(logrus.Fields{"engine": st.ServerVersion, "driver": st.Driver, "pool": st.PoolName})
 	if st.Driver != "devicemapper" {
 		a.giveUp(log, nil, fmt.Sprintf("the engine's storage driver is %q: dm.size labels are ignored (dmsize needs the devicemapper graph driver)", st.Driver))

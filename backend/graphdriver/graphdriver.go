@@ -39,10 +39,17 @@ var (
 // ErrDeferredRemovalOff means the engine would not leave a held device in place at stop.
 var ErrDeferredRemovalOff = errors.New("the engine runs without deferred device removal; dmsize needs it (add \"dm.use_deferred_removal=true\" to storage-opts in /etc/docker/daemon.json and restart dockerd)")
 
+// ErrDeferredDeletionOff means `docker rm` would fail on a device dmsize holds (events mode
+// lets go only at the destroy event, after the engine's delete).
+var ErrDeferredDeletionOff = errors.New("the engine runs without deferred device deletion; dmsize needs it (add \"dm.use_deferred_deletion=true\" to storage-opts in /etc/docker/daemon.json and restart dockerd), or a held container could not be removed")
+
 // Refusal is why no container may grow on this engine, or nil.
 func Refusal(st engine.Storage) error {
 	if !st.DeferredRemoval {
 		return ErrDeferredRemovalOff
+	}
+	if !st.DeferredDeletion {
+		return ErrDeferredDeletionOff
 	}
 	return nil
 }
