@@ -53,7 +53,20 @@ func TestCrashSizerSteps(t *testing.T) {
 			e.RestartPlugin()
 		}
 	})
-	for _, step := range sizerSteps {
+	crashSteps(t, e, pool, sizerSteps)
+}
+
+// The same on ext4 (online resize through the kernel's ioctl, not xfs growfs), for the two
+// steps around the filesystem's growth.
+func TestCrashSizerStepsExt4(t *testing.T) {
+	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "ext4", DataSize: "20G"})
+	crashSteps(t, e, pool, []string{"sizer-device-grown", "sizer-fs-grown"})
+}
+
+// crashSteps runs, for each step, the crash of a created container's sizing and (but at
+// sizer-mounted, which a running container skips) of a running one's.
+func crashSteps(t *testing.T, e *harness.Engine, pool string, steps []string) {
+	for _, step := range steps {
 		t.Run(step, func(t *testing.T) {
 			t.Run("created", func(t *testing.T) { crashCreated(t, e.With(t), pool, step) })
 			if step != "sizer-mounted" {
