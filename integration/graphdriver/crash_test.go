@@ -273,7 +273,7 @@ func TestSizerRoundsLeaveNothing(t *testing.T) {
 		})
 		clean := time.Since(removed)
 		// The engine retries deferred deletions every 30 s, one device after the other.
-		gone := waitDevicesGone(t, e, pool, 3*time.Minute)
+		gone := waitDevicesGone(t, e, pool, 75*time.Second)
 		m := metrics(t)
 		t.Logf("round %d: 40 creates in %v, all sized %v after the first; docker rm took %v; records and locks gone %v after it, devices %v after it; RSS %.1f MiB, %v goroutines",
 			round, cr.end.Sub(cr.start).Round(time.Millisecond), took.Round(time.Millisecond), removed.Sub(rmStart).Round(time.Millisecond),
@@ -313,6 +313,9 @@ func waitDevicesGone(t *testing.T, e *harness.Engine, pool string, timeout time.
 			var why []string
 			for _, n := range left {
 				why = append(why, harness.DeviceUsers(n))
+			}
+			if deleted != "0" {
+				why = append(why, e.DebugDevmapper())
 			}
 			t.Fatalf("after %v: %s devices marked deleted (%s), %d devices besides the pool:\n%s", timeout, deleted, strings.Join(counts, ", "), len(left), strings.Join(why, "\n\n"))
 		}

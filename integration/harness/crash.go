@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // StateDir is the plugin's STATE_DIR with the test bed's defaults: one record per sized
@@ -336,46 +334,6 @@ func DeviceNames() ([]string, error) {
 		}
 	}
 	return names, nil
-}
-
-// DeviceUsers says who keeps device-mapper device name in place, for a failure message: its
-// dmsetup info, and every process that has it mounted (in any mount namespace) or open.
-func DeviceUsers(name string) string {
-	info, err := Run("dmsetup", "info", name)
-	if err != nil {
-		return info
-	}
-	mm, _ := Run("dmsetup", "info", "-c", "--noheadings", "-o", "major,minor", "--separator", ":", name)
-	var b strings.Builder
-	b.WriteString(info)
-	procs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, p := range procs {
-		comm, _ := os.ReadFile(p + "/comm")
-		who := fmt.Sprintf("%s (%s)", filepath.Base(p), strings.TrimSpace(string(comm)))
-		if mi, err := os.ReadFile(p + "/mountinfo"); err == nil {
-			for _, l := range strings.Split(string(mi), "\n") {
-				if f := strings.Fields(l); len(f) > 4 && f[2] == mm {
-					fmt.Fprintf(&b, "\nmounted by %s on %s", who, f[4])
-				}
-			}
-		}
-		fds, _ := filepath.Glob(p + "/fd/*")
-		for _, fd := range fds {
-			if l, err := os.Readlink(fd); err == nil && (l == "/dev/mapper/"+name || strings.HasPrefix(l, "/dev/dm-") && devNumber(l) == mm) {
-				fmt.Fprintf(&b, "\nopen in %s as %s", who, l)
-			}
-		}
-	}
-	return b.String()
-}
-
-// devNumber is a device node's major:minor, "" if it is not one.
-func devNumber(path string) string {
-	var st unix.Stat_t
-	if unix.Stat(path, &st) != nil {
-		return ""
-	}
-	return fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
 }
 
 // WriteChecksummed writes 16 MiB of random data into a running container, with its checksum
