@@ -27,7 +27,7 @@ func TestDmSizeLifecycle(t *testing.T) {
 		setup  harness.Setup
 		cycles int
 	}{
-		{harness.Setup{Kind: "loop-lvm", FS: "xfs"}, 100},
+		{harness.Setup{Kind: "loop-lvm", FS: "xfs"}, 30},
 		{harness.Setup{Kind: "loop-lvm", FS: "ext4"}, 10},
 		{harness.Setup{Kind: "direct-lvm", FS: "xfs"}, 10},
 		{harness.Setup{Kind: "direct-lvm", FS: "ext4"}, 10},
