@@ -37,10 +37,16 @@ func (e *Engine) Strict() {
 	MustRun(e.t, "dmsize-engine", "authz", Plugin)
 }
 
-// DaemonLog is dockerd's log so far (managed plugins log into it).
+// daemonLog is dockerd's log file; dmsize-engine appends every engine's to it.
+const daemonLog = "/var/log/dmsize-engine/dockerd.log"
+
+// DaemonLog is dockerd's log so far, since this engine started (managed plugins log into it).
 func (e *Engine) DaemonLog() string {
-	b, _ := os.ReadFile("/var/log/dmsize-engine/dockerd.log")
-	return string(b)
+	b, _ := os.ReadFile(daemonLog)
+	if int64(len(b)) < e.logFrom {
+		return string(b)
+	}
+	return string(b[e.logFrom:])
 }
 
 // ExecRootSize is the size of a running container's root filesystem, from df inside it.

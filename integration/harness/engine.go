@@ -54,8 +54,9 @@ func (s Setup) args() []string {
 
 // Engine is a running Docker engine in the test VM.
 type Engine struct {
-	t     testing.TB
-	Setup Setup
+	t       testing.TB
+	Setup   Setup
+	logFrom int64 // where this engine's part of the daemon's log starts
 }
 
 // Payload is the directory the VM runner copied in: plugin, guest scripts, test binaries.
@@ -77,8 +78,13 @@ func StartEngine(t testing.TB, s Setup) *Engine {
 		t.Fatal("VM integration tests run as root inside the test VM (make test)")
 	}
 	MustRun(t, "dmsize-engine", "reset")
+	// The daemon's log file outlives engines: this engine's part starts here.
+	var from int64
+	if st, err := os.Stat(daemonLog); err == nil {
+		from = st.Size()
+	}
 	MustRun(t, append([]string{"dmsize-engine", "start"}, s.args()...)...)
-	e := &Engine{t: t, Setup: s}
+	e := &Engine{t: t, Setup: s, logFrom: from}
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, f := range []string{"dockerd.log", "containerd.log"} {
