@@ -336,8 +336,6 @@ func waitDevicesGone(t *testing.T, e *harness.Engine, pool string, timeout time.
 // says once, at warning level, that the sizes it gave pass the pool's.
 func TestSizerOvercommitWarns(t *testing.T) {
 	e, _ := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "8G"}, "GUARD=off")
-	// dockerd's log file outlives engines: only this one's lines count.
-	mark := len(e.DaemonLog())
 	id := e.Docker("create", "--name", "over-pool", "--network", "none", "--label", "dm.size=20G", "busybox", "df", "-P", "-k", "/")
 	dev := e.DeviceOf(id)
 	took := waitSized(t, e, id, dev, 20*G, time.Now())
@@ -345,7 +343,7 @@ func TestSizerOvercommitWarns(t *testing.T) {
 		t.Fatalf("first start: %d bytes, want 20 GiB", got)
 	}
 	var warnings []string
-	for _, l := range pluginMessages(e.DaemonLog()[mark:], "") {
+	for _, l := range pluginMessages(e.DaemonLog(), "") {
 		if strings.Contains(l, " warning: ") && strings.Contains(l, "sum of all thin device sizes") && strings.Contains(l, "exceeds the size of the thin pool") {
 			warnings = append(warnings, l)
 		}

@@ -28,10 +28,10 @@ var CrashFile = filepath.Join(StateDir, "crash-at")
 // Crash is one armed crash of the plugin at a named step, as the test saw it happen.
 type Crash struct {
 	Step     string
-	Armed    time.Time // the plugin was enabled with the hook armed
+	Armed    time.Time // the enable of the plugin with the hook armed began
 	Hit      time.Time // the hook's file was seen gone: the plugin reached the step
-	Died     time.Time // the armed process was seen gone (the hook syncs before it kills)
-	Back     time.Time // a new plugin process was seen running
+	Died     time.Time // the armed process was last seen (the hook syncs before it kills)
+	Back     time.Time // a new plugin process was first seen
 	ByEngine bool      // dockerd restarted the plugin by itself (false: the test had to)
 	// OnHit, if set, runs (in Wait) as soon as the plugin is seen to reach the step: to look at
 	// what the crash leaves before the restarted plugin repairs it.
@@ -54,14 +54,15 @@ func (e *Engine) ArmCrash(step string) *Crash {
 	if err := os.WriteFile(CrashFile, []byte(step+"\n"), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
-	c := &Crash{Step: step, e: e, w: WatchPlugin()}
+	// The watch times what follows from its own polls: the crash and the restart can both come
+	// before `docker plugin enable` returns.
+	c := &Crash{Step: step, e: e, w: watchPlugin(CrashFile), Armed: time.Now()}
 	e.t.Cleanup(c.w.Stop)
 	// A plugin that reaches the step within 0.5 s of its start dies before dockerd's first dial
 	// of its socket: the enable then fails (after 12.5 s), and Wait restarts the plugin itself.
 	if out, err := e.TryDocker("plugin", "enable", Plugin); err != nil {
 		e.t.Logf("docker plugin enable with the crash hook armed for %s: %v\n%s", step, err, out)
 	}
-	c.Armed = time.Now()
 	return c
 }
 
@@ -73,18 +74,14 @@ func (c *Crash) Wait(timeout time.Duration) {
 	t.Helper()
 	defer c.w.Stop()
 	deadline := time.Now().Add(timeout)
-	for {
-		if _, err := os.Stat(CrashFile); errors.Is(err, os.ErrNotExist) {
-			c.Hit = time.Now()
-			if c.OnHit != nil {
-				c.OnHit()
-			}
-			break
-		}
+	for c.Hit = c.w.FileGone(); c.Hit.IsZero(); c.Hit = c.w.FileGone() {
 		if time.Now().After(deadline) {
 			t.Fatalf("the plugin never reached step %s in %v (plugin pids seen: %v)", c.Step, timeout, c.w.Pids())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if c.OnHit != nil {
+		c.OnHit()
 	}
 	armed := c.w.First()
 	if armed == 0 {
@@ -95,21 +92,15 @@ func (c *Crash) Wait(timeout time.Duration) {
 		return p != 0 && p != armed
 	}
 	for until := time.Now().Add(30 * time.Second); time.Now().Before(until); time.Sleep(20 * time.Millisecond) {
-		if c.Died.IsZero() && !alive(armed) {
-			c.Died = time.Now()
-		}
-		if back() {
-			c.Back, c.ByEngine = time.Now(), true
-			if c.Died.IsZero() {
-				c.Died = c.Back
-			}
+		if seen := c.w.seenPIDs(); len(seen) > 1 {
+			c.Died, c.Back, c.ByEngine = seen[0].last, seen[1].first, true
 			return
 		}
 	}
 	t.Logf("step %s: dockerd did not restart the plugin within 30 s of its crash; the test restarts it (disable -f, enable)", c.Step)
 	c.e.RestartPlugin()
 	c.e.WaitFor("the plugin process", 60*time.Second, back)
-	c.Back = time.Now()
+	c.Died, c.Back = c.w.seenPIDs()[0].last, time.Now()
 }
 
 // Restart is how long the plugin took to come back after it died.
@@ -124,16 +115,6 @@ func (c *Crash) String() string {
 	}
 	return fmt.Sprintf("step %s hit %v after arming, the process gone %v later, restarted by %s %v after that",
 		c.Step, r(c.Hit.Sub(c.Armed)), r(c.Died.Sub(c.Hit)), by, r(c.Restart()))
-}
-
-// alive says whether process pid exists and is not a zombie.
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	_, rest, _ := strings.Cut(string(b), ") ")
-	return !strings.HasPrefix(rest, "Z")
 }
 
 // With is the engine as seen from test t (a subtest): its failures fail t.
@@ -200,28 +181,44 @@ func NextPluginPID(old int, timeout time.Duration) (int, time.Duration, bool) {
 }
 
 // PluginWatch follows the plugin's processes from the moment it is made: every pid seen, in
-// order. A process that lives less than its 20 ms poll can be missed.
+// order, when it was first and last seen, and (if asked) when a file went away. It polls every
+// 20 ms; a process that lives less than that can be missed.
 type PluginWatch struct {
-	mu   sync.Mutex
-	pids []int
-	stop chan struct{}
-	once sync.Once
+	mu       sync.Mutex
+	seen     []seenPID
+	file     string
+	fileGone time.Time
+	stop     chan struct{}
+	once     sync.Once
+}
+
+type seenPID struct {
+	pid         int
+	first, last time.Time
 }
 
 // WatchPlugin starts a PluginWatch; Stop ends it.
-func WatchPlugin() *PluginWatch {
-	w := &PluginWatch{stop: make(chan struct{})}
+func WatchPlugin() *PluginWatch { return watchPlugin("") }
+
+// watchPlugin starts a PluginWatch that also notes when file is gone.
+func watchPlugin(file string) *PluginWatch {
+	w := &PluginWatch{file: file, stop: make(chan struct{})}
 	go func() {
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if p := PluginPID(); p != 0 {
-				w.mu.Lock()
-				if n := len(w.pids); n == 0 || w.pids[n-1] != p {
-					w.pids = append(w.pids, p)
-				}
-				w.mu.Unlock()
+			p, now := PluginPID(), time.Now()
+			_, err := os.Stat(file)
+			w.mu.Lock()
+			if n := len(w.seen); p != 0 && n > 0 && w.seen[n-1].pid == p {
+				w.seen[n-1].last = now
+			} else if p != 0 {
+				w.seen = append(w.seen, seenPID{p, now, now})
 			}
+			if file != "" && w.fileGone.IsZero() && errors.Is(err, os.ErrNotExist) {
+				w.fileGone = now
+			}
+			w.mu.Unlock()
 			select {
 			case <-w.stop:
 				return
@@ -232,11 +229,19 @@ func WatchPlugin() *PluginWatch {
 	return w
 }
 
-// Pids are the plugin's pids seen so far, in order.
-func (w *PluginWatch) Pids() []int {
+func (w *PluginWatch) seenPIDs() []seenPID {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return append([]int(nil), w.pids...)
+	return append([]seenPID(nil), w.seen...)
+}
+
+// Pids are the plugin's pids seen so far, in order.
+func (w *PluginWatch) Pids() []int {
+	var pids []int
+	for _, s := range w.seenPIDs() {
+		pids = append(pids, s.pid)
+	}
+	return pids
 }
 
 // First is the first pid seen, 0 if none yet.
@@ -245,6 +250,13 @@ func (w *PluginWatch) First() int {
 		return p[0]
 	}
 	return 0
+}
+
+// FileGone is when the watched file was first seen gone; zero while it is there.
+func (w *PluginWatch) FileGone() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.fileGone
 }
 
 // Stop ends the watch; it may be called more than once.
