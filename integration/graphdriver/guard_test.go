@@ -129,10 +129,12 @@ func TestGuardDirectLVM(t *testing.T) {
 }
 
 // direct-lvm with a volume group that has no room: the guard takes what there is, then says
-// clearly that it cannot extend, dm.size refuses growth that would over-commit, the writer
+// clearly that it cannot extend, dm.size refuses growth over the operator's OVERCOMMIT bound, the writer
 // gets an error (not silent loss), and nothing else is damaged.
 func TestGuardDirectLVMNoRoom(t *testing.T) {
-	e, pool := guarded(t, harness.Setup{Kind: "direct-lvm", FS: "xfs", DataSize: "3G", MetaSize: "64M", VGSize: "3500M", NoAutoextend: true})
+	// OVERCOMMIT set: the bound an operator chooses is what turns a stuck guard into refusals
+	// (by default a label is a quota, sized with a warning).
+	e, pool := guarded(t, harness.Setup{Kind: "direct-lvm", FS: "xfs", DataSize: "3G", MetaSize: "64M", VGSize: "3500M", NoAutoextend: true}, "OVERCOMMIT=1.5")
 	shortNoSpaceTimeout(t)
 	// A bystander with data that must survive.
 	by := e.Docker("run", "-d", "--name", "bystander", "--network", "none", "busybox", "sh", "-c",
