@@ -12,8 +12,9 @@ VM_TESTS_trixie := ./integration/snapshotter
 # The VM suite also runs every benchmark once, so that none rots; `make bench` runs them for real.
 DMSIZE_BENCH ?= .
 DMSIZE_BENCHTIME ?= 1x
-# Whole-VM limit (seconds): a hung guest is killed and reported with its console tail.
-VM_TIMEOUT ?= 3300
+# Whole-VM limit (seconds): a hung guest is killed and reported with its console tail. The
+# bookworm suite takes about 60 min under TCG on 2 cores (see README: Testing).
+VM_TIMEOUT ?= 4500
 
 export CGO_ENABLED := 0
 

@@ -16,7 +16,7 @@ for bin in "$payload"/tests/*.test; do
 	[ -x "$bin" ] || continue
 	name=$(basename "$bin" .test)
 	echo "=== binary $name"
-	args=(-test.v -test.timeout "${DMSIZE_TEST_TIMEOUT:-45m}")
+	args=(-test.v -test.timeout "${DMSIZE_TEST_TIMEOUT:-75m}")
 	[ -n "${DMSIZE_RUN:-}" ] && args+=(-test.run "$DMSIZE_RUN")
 	[ -n "${DMSIZE_SKIP:-}" ] && args+=(-test.skip "$DMSIZE_SKIP")
 	[ -n "${DMSIZE_BENCH:-}" ] && args+=(-test.bench "$DMSIZE_BENCH" -test.benchtime "${DMSIZE_BENCHTIME:-1x}")
