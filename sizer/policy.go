@@ -48,7 +48,7 @@ func shrink(what string, want, current int64) error {
 	return &Rejection{what, fmt.Sprintf("%s is smaller than the current size %s; dmsize never shrinks a filesystem", size.Format(want), size.Format(current))}
 }
 
-// overcommitted reports whether the policy needs the pool's size and the other grants.
+// bounded reports whether the policy needs the pool's size and the other grants.
 func (p Policy) bounded() bool { return p.Overcommit > 0 }
 
 // admit checks growth to want bytes, given the pool's data size and the sum of the sizes

@@ -220,9 +220,6 @@ func (s *Sizer) act(ctx context.Context, ref string, req request) (Result, error
 	} else if want < current {
 		err = shrink(what, want, current)
 	}
-	if err == nil && want > current && s.Refuse != nil {
-		err = &Rejection{what, "not applied: " + s.Refuse.Error()}
-	}
 	if err == nil && want > current {
 		err = s.admitGrowth(c, &rec, label, req.size, want, current, persisted, what)
 	}
@@ -281,16 +278,10 @@ func (s *Sizer) dryRun(c Container, rec Record, want int64, res Result) (Result,
 		return res, shrink(what, want, current)
 	case want == current:
 		return res, nil
-	case s.Refuse != nil:
-		return res, &Rejection{what, "not applied: " + s.Refuse.Error()}
 	}
 	s.admit.Lock()
 	defer s.admit.Unlock()
-	poolData, err := s.Devices.PoolData()
-	if err != nil {
-		return res, err
-	}
-	if err := s.Policy.admit(what, want, poolData, s.Store.Granted(c.ID)); err != nil {
+	if _, err := s.admissible(c.ID, what, want); err != nil {
 		return res, err
 	}
 	res.Action, res.After = WouldGrow, want
@@ -370,11 +361,8 @@ func (s *Sizer) keep(c Container, st *DeviceState, sz int64, res *Result, log lo
 func (s *Sizer) admitGrowth(c Container, rec *Record, label string, grown, want, current, persisted int64, what string) error {
 	s.admit.Lock()
 	defer s.admit.Unlock()
-	poolData, err := s.Devices.PoolData()
+	poolData, err := s.admissible(c.ID, what, want)
 	if err != nil {
-		return err
-	}
-	if err := s.Policy.admit(what, want, poolData, s.Store.Granted(c.ID)); err != nil {
 		return err
 	}
 	// Applied starts at what the container has: a growth is interrupted only once its size
@@ -386,6 +374,20 @@ func (s *Sizer) admitGrowth(c Container, rec *Record, label string, grown, want,
 	}
 	s.warnOvercommit(c, want, persisted, poolData)
 	return nil
+}
+
+// admissible checks growth of container id to want bytes: refused outright on this engine, or
+// against the policy with the pool's data size and what the other records hold, which it
+// returns. The caller holds admit.
+func (s *Sizer) admissible(id, what string, want int64) (int64, error) {
+	if s.Refuse != nil {
+		return 0, &Rejection{what, "not applied: " + s.Refuse.Error()}
+	}
+	poolData, err := s.Devices.PoolData()
+	if err != nil {
+		return 0, err
+	}
+	return poolData, s.Policy.admit(what, want, poolData, s.Store.Granted(id))
 }
 
 // warnOvercommit says, as LVM does, when the virtual sizes of the pool's devices pass its data
