@@ -59,8 +59,11 @@ const shutdownGrace = 20 * time.Second
 // follows the engine's events until ctx ends. Problems that need the operator are logged with
 // what to change.
 func (a *app) run(ctx context.Context) {
-	if step, err := crashpoint.Arm(filepath.Join(a.cfg.StateDir, "crash-at")); err != nil || step != "" {
-		a.log.WithError(err).WithField("step", step).Warn("test crash point armed")
+	switch step, err := crashpoint.Arm(filepath.Join(a.cfg.StateDir, "crash-at")); {
+	case err != nil:
+		a.log.WithError(err).Warn("reading the test crash point; none armed")
+	case step != "":
+		a.log.WithField("step", step).Warn("test crash point armed")
 	}
 	eng, err := engine.New(a.cfg.DockerHost)
 	if err != nil {
