@@ -21,6 +21,10 @@ const (
 	PathGrow       = "/" + APIVersion + "/containers/grow" // POST GrowRequest
 	PathPool       = "/" + APIVersion + "/pool"            // GET
 	PathPoolExtend = "/" + APIVersion + "/pool/extend"     // POST ExtendRequest
+	// PathMetrics is Prometheus' text exposition of the pool guard's and the sizer's metrics.
+	// Not under /v1: the exposition format carries its own version in its Content-Type, and
+	// /metrics is where Prometheus' tools look.
+	PathMetrics = "/metrics" // GET
 )
 
 // Version answers PathVersion.

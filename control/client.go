@@ -46,34 +46,44 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://dmsize"+path, body)
-	if err != nil {
+	b, _, err := c.roundTrip(ctx, method, path, body, "")
+	if err != nil || out == nil {
 		return err
 	}
+	return json.Unmarshal(b, out)
+}
+
+// roundTrip sends one request and returns a 2xx answer's body and Content-Type; any other
+// answer is an *Error.
+func (c *Client) roundTrip(ctx context.Context, method, path string, body io.Reader, accept string) ([]byte, string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://dmsize"+path, body)
+	if err != nil {
+		return nil, "", err
+	}
 	req.Header.Set("Content-Type", "application/json")
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("%w: no answer from the dmsize plugin at %s: %w", ErrTimeout, c.socket, ctx.Err())
+			return nil, "", fmt.Errorf("%w: no answer from the dmsize plugin at %s: %w", ErrTimeout, c.socket, ctx.Err())
 		}
-		return fmt.Errorf("%w at %s: %w", ErrUnreachable, c.socket, err)
+		return nil, "", fmt.Errorf("%w at %s: %w", ErrUnreachable, c.socket, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.socket, err)
+		return nil, "", fmt.Errorf("%w at %s: %v", ErrUnreachable, c.socket, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		e := &Error{}
 		if json.Unmarshal(b, e) != nil || e.Message == "" {
 			e = &Error{Kind: KindFailed, Message: fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))}
 		}
-		return e
+		return nil, "", e
 	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(b, out)
+	return b, resp.Header.Get("Content-Type"), nil
 }
 
 // Version asks the plugin's version.
@@ -113,6 +123,15 @@ func (c *Client) Pool(ctx context.Context) (Pool, error) {
 func (c *Client) Extend(ctx context.Context, r ExtendRequest) (ExtendResult, error) {
 	var out ExtendResult
 	return out, c.do(ctx, http.MethodPost, PathPoolExtend, r, &out)
+}
+
+// MetricsAccept asks PathMetrics for Prometheus' text format, which every scraper and
+// node_exporter's textfile collector read.
+const MetricsAccept = "text/plain; version=0.0.4"
+
+// Metrics returns the plugin's Prometheus exposition, as text, and its Content-Type.
+func (c *Client) Metrics(ctx context.Context) (text []byte, contentType string, err error) {
+	return c.roundTrip(ctx, http.MethodGet, PathMetrics, nil, MetricsAccept)
 }
 
 // DefaultTimeout bounds a CLI request that changes nothing.

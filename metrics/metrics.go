@@ -2,9 +2,6 @@
 package metrics
 
 import (
-	"context"
-	"errors"
-	"net"
 	"net/http"
 	"time"
 
@@ -131,26 +128,9 @@ func (m *Metrics) Sizer(locks, queued, holds func() float64) {
 	}
 }
 
-// Handler serves the registry in Prometheus' text format.
+// Handler serves the registry in Prometheus' text format. The plugin serves it on its control
+// socket (control.PathMetrics), not on a TCP port: the plugin has no network of its own, and
+// `dmsize metrics` brings it to the host.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
-}
-
-// Serve listens on addr and serves /metrics until ctx ends.
-func (m *Metrics) Serve(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", m.Handler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		srv.Close()
-	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }

@@ -27,9 +27,10 @@ type app struct {
 	log   logrus.FieldLogger
 	eng   *engine.Client
 	sizer atomic.Pointer[sizer.Sizer]
-	// guard and backend, once set up, for the control API.
+	// guard, backend and metrics, once set up, for the control API.
 	guard   atomic.Pointer[guard.Guard]
 	backend atomic.Pointer[graphdriver.Backend]
+	metrics atomic.Pointer[metrics.Metrics]
 	// base is the engine's base device size, what a new container gets (strict mode).
 	base atomic.Int64
 	// work is the sizer's work in flight; main waits for it at SIGTERM.
@@ -119,13 +120,7 @@ func (a *app) run(ctx context.Context) {
 	a.backend.Store(backend)
 	s := sizer.New(sizer.Config{Engine: backend, Devices: backend, Sizes: backend, Store: store, Policy: policy, Log: log, Obs: m, Refuse: refuse})
 	m.Sizer(func() float64 { return float64(s.Locks()) }, func() float64 { return float64(s.Queued()) }, func() float64 { return float64(backend.Holds()) })
-	if a.cfg.MetricsAddr != "off" {
-		go func() {
-			if err := m.Serve(ctx, a.cfg.MetricsAddr); err != nil {
-				log.WithError(err).Errorf("serving metrics on %s (docker plugin set dmsize METRICS_ADDR=...)", a.cfg.MetricsAddr)
-			}
-		}()
-	}
+	a.metrics.Store(m) // on the control socket from now on (control.PathMetrics)
 	if base, err := backend.BaseSize(); err == nil {
 		a.base.Store(base)
 	}

@@ -19,9 +19,8 @@ type config struct {
 	StateDir   string  // STATE_DIR: the plugin's records, on the host
 	DockerHost string  // DOCKER_HOST: the engine's API socket as mounted in the plugin
 
-	Guard       guard.Policy // GUARD, GUARD_THRESHOLD, GUARD_STEP, MAX_POOL_SIZE, MIN_HOST_FREE, GUARD_INTERVAL
-	MetricsAddr string       // METRICS_ADDR: host:port for /metrics; "off" serves none
-	HostRoot    string       // HOST_ROOT: the host's / as the plugin sees it, for the host's lvm
+	Guard    guard.Policy // GUARD, GUARD_THRESHOLD, GUARD_STEP, MAX_POOL_SIZE, MIN_HOST_FREE, GUARD_INTERVAL
+	HostRoot string       // HOST_ROOT: the host's / as the plugin sees it, for the host's lvm
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -53,7 +52,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		c.Overcommit = f
 	}
-	c.MetricsAddr = get("METRICS_ADDR", "127.0.0.1:9434")
 	c.HostRoot = get("HOST_ROOT", "/proc/1/root")
 	c.Guard = guard.DefaultPolicy()
 	switch g := get("GUARD", "on"); g {

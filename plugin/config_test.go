@@ -15,7 +15,7 @@ func TestLoadConfig(t *testing.T) {
 	if err != nil || c.Mode != "strict" || c.MaxSize != 100<<30 || c.Overcommit != 3 {
 		t.Fatalf("set: %+v, %v", c, err)
 	}
-	if !c.Guard.Extend || c.Guard.Threshold != 0.8 || c.Guard.Step.Percent != 20 || c.Guard.MaxData != 0 || c.Guard.MinHostFree != 5<<30 || c.MetricsAddr != "127.0.0.1:9434" {
+	if !c.Guard.Extend || c.Guard.Threshold != 0.8 || c.Guard.Step.Percent != 20 || c.Guard.MaxData != 0 || c.Guard.MinHostFree != 5<<30 {
 		t.Fatalf("guard defaults: %+v", c)
 	}
 	c, err = loadConfig(env(map[string]string{"GUARD": "off", "GUARD_THRESHOLD": "70%", "GUARD_STEP": "2G", "MAX_POOL_SIZE": "500G", "MIN_HOST_FREE": "0", "GUARD_INTERVAL": "30s"}))

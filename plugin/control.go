@@ -47,6 +47,7 @@ func (a *app) controlMux() *http.ServeMux {
 	mux.HandleFunc("POST "+control.PathGrow, a.handleGrow)
 	mux.HandleFunc("GET "+control.PathPool, a.handlePool)
 	mux.HandleFunc("POST "+control.PathPoolExtend, a.handleExtend)
+	mux.HandleFunc("GET "+control.PathMetrics, a.handleMetrics)
 	return mux
 }
 
@@ -54,13 +55,31 @@ func (a *app) controlMux() *http.ServeMux {
 func (a *app) ready(w http.ResponseWriter) *sizer.Sizer {
 	s := a.sizer.Load()
 	if s == nil {
-		why := "the plugin is not set up (the engine's API is not answering yet, or its storage is not devicemapper: see dockerd's log)"
-		if msg := a.notReady.Load(); msg != nil {
-			why = *msg
-		}
-		fail(w, http.StatusServiceUnavailable, control.KindUnavailable, why)
+		a.notSetUp(w)
 	}
 	return s
+}
+
+// notSetUp answers 503 with why the plugin is not set up.
+func (a *app) notSetUp(w http.ResponseWriter) {
+	why := "the plugin is not set up (the engine's API is not answering yet, or its storage is not devicemapper: see dockerd's log)"
+	if msg := a.notReady.Load(); msg != nil {
+		why = *msg
+	}
+	fail(w, http.StatusServiceUnavailable, control.KindUnavailable, why)
+}
+
+// handleMetrics serves the Prometheus exposition. Until the registry exists (it needs the
+// pool's name, so it comes with the sizer and the guard) the answer is 503 with the reason, as
+// the other endpoints give it, not an empty exposition: a scrape that fails sets `up` to 0 and
+// says why, where an empty one would look healthy while no dmsize metric exists.
+func (a *app) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	m := a.metrics.Load()
+	if m == nil {
+		a.notSetUp(w)
+		return
+	}
+	m.Handler().ServeHTTP(w, r)
 }
 
 func (a *app) handleContainers(w http.ResponseWriter, r *http.Request) {

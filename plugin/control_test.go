@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/dmsize/dmsize/control"
+	"github.com/dmsize/dmsize/metrics"
 	"github.com/dmsize/dmsize/sizer"
 )
 
@@ -93,5 +98,65 @@ func TestControlAPI(t *testing.T) {
 	}
 	if _, err := control.NewClient(filepath.Join(dir, "none.sock")).Version(ctx); !errors.Is(err, control.ErrUnreachable) {
 		t.Fatalf("no socket: %v", err)
+	}
+}
+
+// GET /metrics on the control socket: 503 with the reason until the registry exists, then the
+// text exposition.
+func TestControlMetrics(t *testing.T) {
+	l, _ := test.NewNullLogger()
+	a := &app{cfg: config{}, log: l}
+	srv := httptest.NewServer(a.controlMux())
+	defer srv.Close()
+	get := func() (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+control.PathMetrics, nil)
+		req.Header.Set("Accept", control.MetricsAccept)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	a.giveUp(l, nil, "the engine's storage driver is \"overlay2\"")
+	resp, body := get()
+	var e control.Error
+	if resp.StatusCode != http.StatusServiceUnavailable || json.Unmarshal([]byte(body), &e) != nil || e.Kind != control.KindUnavailable || !strings.Contains(e.Message, "overlay2") {
+		t.Fatalf("before the registry: %s %q", resp.Status, body)
+	}
+	m := metrics.New("docker-254:0-131101-pool")
+	m.Sized("grown", nil)
+	a.metrics.Store(m)
+	resp, body = get()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Fatalf("%s, Content-Type %q", resp.Status, ct)
+	}
+	for _, want := range []string{
+		"# TYPE dmsize_pool_extensions_total counter\n",
+		`dmsize_pool_extensions_total{part="data",pool="docker-254:0-131101-pool",result="ok"} 0` + "\n",
+		"dmsize_containers_sized_total 1\n",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("exposition lacks %q:\n%s", want, body)
+		}
+	}
+	// Over the socket, through the client the CLI uses.
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.serveControl(ctx, dir)
+	c := control.NewClient(filepath.Join(dir, control.SocketName))
+	var text []byte
+	var ct string
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if text, ct, err = c.Metrics(ctx); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil || !strings.HasPrefix(ct, "text/plain") || !strings.Contains(string(text), "dmsize_containers_sized_total 1\n") {
+		t.Fatalf("client: %v, %q\n%s", err, ct, text)
 	}
 }

@@ -29,8 +29,8 @@ func shortDir(t *testing.T) string {
 	return d
 }
 
-// serveUnix serves h on a unix socket at path until the test ends.
-func serveUnix(t *testing.T, path string, h http.Handler) {
+// serveUnix serves h on a unix socket at path until the test ends, or until it is closed.
+func serveUnix(t *testing.T, path string, h http.Handler) *http.Server {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		t.Fatal(err)
@@ -42,6 +42,7 @@ func serveUnix(t *testing.T, path string, h http.Handler) {
 	srv := &http.Server{Handler: h}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
+	return srv
 }
 
 // answer is a canned control answer: body is sent as JSON, or as is when a string.
@@ -49,12 +50,14 @@ type answer struct {
 	status int
 	body   any
 	delay  time.Duration
+	ctype  string // Content-Type; application/json when empty
 }
 
 // fakeControl answers control's paths with canned bodies and errors, and keeps what it was
 // asked.
 type fakeControl struct {
 	sock     string
+	srv      *http.Server
 	mu       sync.Mutex
 	answers  map[string]answer // "POST /v1/containers/grow" → its answer
 	requests []string          // "METHOD PATH?QUERY BODY"
@@ -62,9 +65,12 @@ type fakeControl struct {
 
 func newFakeControl(t *testing.T, sock string) *fakeControl {
 	f := &fakeControl{sock: sock, answers: map[string]answer{}}
-	serveUnix(t, sock, f)
+	f.srv = serveUnix(t, sock, f)
 	return f
 }
+
+// stop stops serving, as a stopped plugin does; its socket goes.
+func (f *fakeControl) stop() { f.srv.Close() }
 
 // controlAt is a fake control socket of its own, for --socket.
 func controlAt(t *testing.T) *fakeControl {
@@ -104,7 +110,10 @@ func (f *fakeControl) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a = answer{status: http.StatusNotFound, body: "404 page not found\n"}
 	}
 	time.Sleep(a.delay)
-	w.Header().Set("Content-Type", "application/json")
+	if a.ctype == "" {
+		a.ctype = "application/json"
+	}
+	w.Header().Set("Content-Type", a.ctype)
 	w.WriteHeader(a.status)
 	if s, ok := a.body.(string); ok {
 		io.WriteString(w, s)
@@ -115,27 +124,28 @@ func (f *fakeControl) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // fakeDocker is the Docker API's plugin endpoints, as dockerd answers them.
 type fakeDocker struct {
-	host  string
-	mu    sync.Mutex
-	paths []string
+	host    string
+	mu      sync.Mutex
+	paths   []string
+	plugins []*types.Plugin
 }
 
 func newFakeDocker(t *testing.T, apiVersion string, plugins ...*types.Plugin) *fakeDocker {
 	sock := filepath.Join(shortDir(t), "d.sock")
-	f := &fakeDocker{host: "unix://" + sock}
+	f := &fakeDocker{host: "unix://" + sock, plugins: plugins}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_ping", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("API-Version", apiVersion)
 		io.WriteString(w, "OK")
 	})
 	mux.HandleFunc("GET /{version}/plugins", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(plugins)
+		json.NewEncoder(w).Encode(f.installed())
 	})
 	// A name may hold slashes (a registry's); the engine takes it, its name without
 	// ":latest", or an ID prefix.
 	mux.HandleFunc("GET /{version}/plugins/{name...}", func(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimSuffix(r.PathValue("name"), "/json")
-		for _, p := range plugins {
+		for _, p := range f.installed() {
 			if p.Name == name || p.Name == name+":latest" || strings.HasPrefix(p.ID, name) {
 				json.NewEncoder(w).Encode(p)
 				return
@@ -151,6 +161,19 @@ func newFakeDocker(t *testing.T, apiVersion string, plugins ...*types.Plugin) *f
 		mux.ServeHTTP(w, r)
 	}))
 	return f
+}
+
+func (f *fakeDocker) installed() []*types.Plugin {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.plugins
+}
+
+// install replaces the plugins the engine has: disabled, reinstalled, ...
+func (f *fakeDocker) install(plugins ...*types.Plugin) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.plugins = plugins
 }
 
 func (f *fakeDocker) requested() []string {

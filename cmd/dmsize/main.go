@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -45,6 +46,8 @@ Commands:
       the thin pool: use, room, guard
   pool extend [--metadata] SIZE|+SIZE
       extend the pool's data (or metadata) to SIZE, or by +SIZE
+  metrics [--listen ADDR]
+      the plugin's Prometheus metrics, once on stdout, or served at http://ADDR/metrics
   version
       the CLI's and the plugin's versions
 
@@ -75,31 +78,35 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
-	pluginsRoot    string        // where the engine keeps its managed plugins' sockets
-	tty            bool          // stderr is a terminal: show progress there
-	spinAfter      time.Duration // how long a request runs before progress shows
+	pluginsRoot    string          // where the engine keeps its managed plugins' sockets
+	tty            bool            // stderr is a terminal: show progress there
+	spinAfter      time.Duration   // how long a request runs before progress shows
+	ctx            context.Context // what run's context derives from (tests end it)
+	listening      func(net.Addr)  // called once `metrics --listen` listens (tests)
 
 	plugin, socket, host string // the global flags
 }
 
 func newApp(stdout, stderr io.Writer, getenv func(string) string) *app {
 	return &app{stdout: stdout, stderr: stderr, getenv: getenv, pluginsRoot: pluginsRoot,
-		tty: isTerminal(stderr), spinAfter: time.Second}
+		tty: isTerminal(stderr), spinAfter: time.Second, ctx: context.Background()}
 }
 
 func (a *app) run(args []string) int {
 	// Ctrl-C cancels the request, so that the progress line is erased and the error said.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(a.ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := a.dispatch(ctx, args)
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
 	// One line, whatever the server's message holds: scripts read stderr line by line.
-	msg := strings.Join(strings.Fields(err.Error()), " ")
-	fmt.Fprintf(a.stderr, "dmsize: %s\n", msg)
+	fmt.Fprintf(a.stderr, "dmsize: %s\n", oneLine(err))
 	return exitCode(err)
 }
+
+// oneLine is err's message on one line, whatever it holds.
+func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
 func (a *app) dispatch(ctx context.Context, args []string) error {
 	fs := a.flagSet("dmsize")
@@ -121,6 +128,8 @@ func (a *app) dispatch(ctx context.Context, args []string) error {
 		return a.status(ctx, args)
 	case "pool":
 		return a.pool(ctx, args)
+	case "metrics":
+		return a.metrics(ctx, args)
 	case "version":
 		return a.version(ctx, args)
 	case "help":
