@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -11,9 +12,18 @@ import (
 	"github.com/dmsize/dmsize/sizer"
 )
 
-// Any create body, however malformed, gets an answer without a panic; a body with a dm.size
-// label is denied exactly when the label is one the sizer would reject, and the denial names
-// it.
+// poolOnly is device-mapper as CheckNew reads it: only the pool's data size.
+type poolOnly struct {
+	sizer.Devices
+	data int64
+}
+
+func (p poolOnly) PoolData() (int64, error) { return p.data, nil }
+
+// Any create body, however malformed, gets an answer without a panic, by strict mode's rule:
+// an empty body is allowed (it has no labels), a body dmsize cannot read is denied, a body
+// without a dm.size label is allowed, and one with it is denied exactly when the sizer would
+// reject the label. A denial is one line starting "dmsize: ", and names the label it rejects.
 func FuzzAuthZCreateBody(f *testing.F) {
 	for _, seed := range []string{
 		`{"Image":"busybox","Labels":{"dm.size":"42G"}}`,
@@ -21,9 +31,10 @@ func FuzzAuthZCreateBody(f *testing.F) {
 		`{"Labels":{"dm.size":"5G"}}`,
 		`{"Labels":{"dm.size":"2T"}}`,
 		`{"Labels":{"dm.size":""}}`,
+		`{"Labels":{"dm.size":"42G\n"}}`,
 		`{"Labels":null}`,
 		`{"Labels":{"dm.size":42}}`,
-		`[]`, ``, `{`, "\x00",
+		`[]`, ``, `{`, "\x00", `null`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -33,15 +44,25 @@ func FuzzAuthZCreateBody(f *testing.F) {
 		f.Fatal(err)
 	}
 	a := &app{cfg: config{Mode: "strict"}, log: l}
-	s := sizer.New(sizer.Config{Store: store, Policy: sizer.Policy{Max: 1 << 40}, Log: l})
-	a.sizer.Store(s)
+	s := sizer.New(sizer.Config{Store: store, Devices: poolOnly{data: 100 << 30}, Policy: sizer.Policy{Max: 1 << 40}, Log: l})
 	a.base.Store(10 << 30)
+	a.sizer.Store(s)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		r := a.AuthZReq(authorization.Request{RequestMethod: "POST", RequestURI: "/v1.41/containers/create", RequestBody: body})
+		r := a.AuthZReq(authorization.Request{RequestMethod: "POST", RequestURI: "/v1.41/containers/create", RequestBody: body,
+			RequestHeaders: map[string]string{"Content-Type": "application/json", "Content-Length": strconv.Itoa(len(body))}})
+		if !r.Allow && (!strings.HasPrefix(r.Msg, "dmsize: ") || strings.ContainsAny(r.Msg, "\r\n")) {
+			t.Fatalf("denial not one line starting \"dmsize: \": %q", r.Msg)
+		}
+		if len(body) == 0 {
+			if !r.Allow {
+				t.Fatalf("an empty body was denied: %+v", r)
+			}
+			return
+		}
 		var parsed struct{ Labels map[string]string }
 		if json.Unmarshal(body, &parsed) != nil {
-			if !r.Allow {
-				t.Fatalf("a body the engine will refuse itself was denied: %+v", r)
+			if r.Allow || !strings.Contains(r.Msg, "not a JSON container config") {
+				t.Fatalf("a body dmsize cannot read: %+v", r)
 			}
 			return
 		}

@@ -2,14 +2,24 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/docker/go-plugins-helpers/authorization"
 	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/dmsize/dmsize/sizer"
 )
 
 func TestURIs(t *testing.T) {
@@ -41,9 +51,414 @@ func TestURIs(t *testing.T) {
 	}
 }
 
-// The handshake names the authz interface, and before the engine is reachable (no sizer yet)
-// every request is allowed: the plugin never gets in the way of an engine it cannot serve.
-func TestHandshakeAndAllowBeforeReady(t *testing.T) {
+// fakeSizer is strict mode's sizer in the tests: it answers from its fields and records what
+// it was asked, one line per call ("check 42G", "ensure web", "release web", "handle <id>").
+type fakeSizer struct {
+	mu         sync.Mutex
+	check      error                      // CheckNew's answer
+	ensure     error                      // Ensure's answer
+	inspect    error                      // when set, Container's answer
+	containers map[string]sizer.Container // by ID and by name; the others are not found
+	calls      []string
+	handled    []sizer.Event
+}
+
+func (f *fakeSizer) called(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+
+func (f *fakeSizer) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+func (f *fakeSizer) CheckNew(label string, _ int64) error {
+	f.called("check %s", label)
+	return f.check
+}
+
+func (f *fakeSizer) Ensure(_ context.Context, ref string) (sizer.Result, error) {
+	f.called("ensure %s", ref)
+	return sizer.Result{Container: ref}, f.ensure
+}
+
+func (f *fakeSizer) ReleaseForRemoval(_ context.Context, ref string) (string, error) {
+	f.called("release %s", ref)
+	c, ok := f.containers[ref]
+	if !ok {
+		return "", fmt.Errorf("container %s: %w", ref, sizer.ErrNotFound)
+	}
+	return c.ID, nil
+}
+
+func (f *fakeSizer) Container(_ context.Context, ref string) (sizer.Container, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.inspect != nil {
+		return sizer.Container{}, f.inspect
+	}
+	c, ok := f.containers[ref]
+	if !ok {
+		return c, fmt.Errorf("container %s: %w", ref, sizer.ErrNotFound)
+	}
+	return c, nil
+}
+
+func (f *fakeSizer) Handle(ev sizer.Event) {
+	f.called("handle %s", ev.ID)
+	f.mu.Lock()
+	f.handled = append(f.handled, ev)
+	f.mu.Unlock()
+}
+
+// timers holds what strict mode asked to run later; the tests run it.
+type timers struct {
+	after []time.Duration
+	run   []func()
+}
+
+func (tm *timers) add(d time.Duration, f func()) {
+	tm.after, tm.run = append(tm.after, d), append(tm.run, f)
+}
+
+// fire runs the oldest pending function.
+func (tm *timers) fire(t *testing.T) {
+	t.Helper()
+	if len(tm.run) == 0 {
+		t.Fatal("nothing scheduled")
+	}
+	f := tm.run[0]
+	tm.after, tm.run = tm.after[1:], tm.run[1:]
+	f()
+}
+
+// newStrict is strict mode set up with s (nil: not set up), a known base size and a hook on
+// its log.
+func newStrict(s strictSizer) (strict, *test.Hook, *timers) {
+	l, hook := test.NewNullLogger()
+	tm := &timers{}
+	st := strict{log: l, base: 10 << 30, after: tm.add}
+	if s != nil {
+		st.sizer = s
+	}
+	return st, hook, tm
+}
+
+// createReq is a create as the engine forwards it: a JSON body with its Content-Length.
+func createReq(body string) authorization.Request {
+	return authorization.Request{RequestMethod: "POST", RequestURI: "/v1.41/containers/create?name=web", RequestBody: []byte(body),
+		RequestHeaders: map[string]string{"Content-Type": "application/json", "Content-Length": strconv.Itoa(len(body))}}
+}
+
+// Strict mode's failure rule, each branch: a create is denied, with one line starting
+// "dmsize: ", when it carries a dm.size label dmsize rejects (a), carries dm.size while dmsize
+// is not ready (b) or cannot check it (c), or when dmsize cannot see its labels (d). Every
+// request without dm.size is allowed untouched, whatever dmsize's state.
+func TestStrictCreateRule(t *testing.T) {
+	const (
+		ready    = "ready"
+		starting = "starting"
+		gaveUp   = "gave up"
+		noBase   = "no base size"
+	)
+	labelled := `{"Image":"busybox","Labels":{"dm.size":"42G"}}`
+	chunked := createReq(labelled)
+	chunked.RequestBody, chunked.RequestHeaders = nil, map[string]string{"Content-Type": "application/json"}
+	large := createReq(labelled)
+	large.RequestBody, large.RequestHeaders["Content-Length"] = nil, "2000000"
+	empty := createReq("")
+	for _, tc := range []struct {
+		name  string
+		state string
+		check error
+		req   authorization.Request
+		want  string // "" allowed; else the denial's message
+		calls []string
+	}{
+		{name: "no label", state: ready, req: createReq(`{"Image":"busybox"}`)},
+		{name: "no label, starting", state: starting, req: createReq(`{"Image":"busybox"}`)},
+		{name: "no label, gave up", state: gaveUp, req: createReq(`{"Image":"busybox","Labels":{"app":"web"}}`)},
+		{name: "no body at all", state: starting, req: empty},
+		{name: "not a create", state: starting, req: authorization.Request{RequestMethod: "GET", RequestURI: "/v1.41/containers/json"}},
+		{name: "a start", state: gaveUp, req: authorization.Request{RequestMethod: "POST", RequestURI: "/v1.41/containers/web/start"}},
+		{name: "an image create", state: starting, req: authorization.Request{RequestMethod: "POST", RequestURI: "/v1.41/images/create?fromImage=busybox"}},
+		{name: "label accepted", state: ready, req: createReq(labelled), calls: []string{"check 42G"}},
+		{
+			name: "a: label rejected", state: ready, req: createReq(`{"Labels":{"dm.size":"42X"}}`),
+			check: &sizer.Rejection{What: "label dm.size=42X", Reason: `size "42X": not a size in Docker's grammar (e.g. 42G, 512M, 1.5T)`},
+			want:  `dmsize: label dm.size=42X rejected: size "42X": not a size in Docker's grammar (e.g. 42G, 512M, 1.5T)`, calls: []string{"check 42X"},
+		},
+		{name: "b: starting", state: starting, req: createReq(labelled), want: "dmsize: starting, not ready to check dm.size yet; retry in a few seconds"},
+		{
+			name: "b: gave up", state: gaveUp, req: createReq(labelled),
+			want: `dmsize: not active, so it cannot honour dm.size: the engine's storage driver is "overlay2": dm.size labels are ignored (dmsize needs the devicemapper graph driver)`,
+		},
+		{
+			name: "c: internal", state: ready, req: createReq(labelled), check: errors.New("reading the pool's status: input/output error"),
+			want: "dmsize: cannot check label dm.size=42G: reading the pool's status: input/output error; retry", calls: []string{"check 42G"},
+		},
+		{name: "c: base size unknown", state: noBase, req: createReq(labelled), want: "dmsize: cannot check label dm.size=42G: dmsize could not read the engine's base device size"},
+		{name: "d: chunked", state: ready, req: chunked, want: "dmsize: " + errNoBody.Error()},
+		{name: "d: chunked, starting", state: starting, req: chunked, want: "dmsize: " + errNoBody.Error()},
+		{name: "d: 1 MiB or more", state: ready, req: large, want: "dmsize: " + errNoBody.Error()},
+		{name: "d: not JSON", state: ready, req: createReq(`{"Labels":`), want: "dmsize: cannot see whether this create asks for dm.size: its body is not a JSON container config: unexpected end of JSON input"},
+		{
+			name: "d: labels not strings", state: ready, req: createReq(`{"Labels":{"dm.size":42}}`),
+			want: "dmsize: cannot see whether this create asks for dm.size: its body is not a JSON container config: json: cannot unmarshal number into Go struct field .Labels of type string",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeSizer{check: tc.check}
+			st, hook, tm := newStrict(f)
+			switch tc.state {
+			case starting:
+				st.sizer = nil
+			case gaveUp:
+				why := "the engine's storage driver is \"overlay2\": dm.size labels are ignored\n(dmsize needs the devicemapper graph driver)"
+				st.sizer, st.notReady = nil, &why
+			case noBase:
+				st.base = 0
+			}
+			r := st.request(tc.req)
+			if tc.want == "" {
+				if !r.Allow || r.Msg != "" || len(hook.AllEntries()) != 0 {
+					t.Fatalf("not allowed untouched: %+v, log %d lines", r, len(hook.AllEntries()))
+				}
+			} else {
+				if r.Allow || r.Msg != tc.want {
+					t.Fatalf("got %+v\nwant the denial %q", r, tc.want)
+				}
+				if e := hook.LastEntry(); e == nil || e.Level != logrus.WarnLevel || !strings.Contains(e.Message, "denied a container create") {
+					t.Fatalf("the denial is not logged: %v", hook.AllEntries())
+				}
+			}
+			if got := f.Calls(); strings.Join(got, ",") != strings.Join(tc.calls, ",") {
+				t.Fatalf("sizer calls %q, want %q", got, tc.calls)
+			}
+			if len(tm.run) != 0 {
+				t.Fatal("a create scheduled a re-check")
+			}
+		})
+	}
+}
+
+// The response phase sizes a created container while the response is held; whatever comes of
+// it, the create stays allowed. A failed DELETE puts the hold back.
+func TestStrictResponse(t *testing.T) {
+	const id = "0123456789ab0123456789ab0123456789ab0123456789ab0123456789abcdef"
+	created := func(status int) authorization.Request {
+		r := createReq(`{"Labels":{"dm.size":"42G"}}`)
+		r.ResponseStatusCode, r.ResponseBody = status, []byte(`{"Id":"`+id+`","Warnings":[]}`)
+		return r
+	}
+	deleted := func(status int) authorization.Request {
+		return authorization.Request{RequestMethod: "DELETE", RequestURI: "/v1.41/containers/web?force=1", ResponseStatusCode: status}
+	}
+	for _, tc := range []struct {
+		name   string
+		ensure error
+		req    authorization.Request
+		calls  []string
+		warned bool
+	}{
+		{name: "sized", req: created(201), calls: []string{"ensure " + id}},
+		{name: "sizing failed", ensure: errors.New("mounting: timeout"), req: created(201), calls: []string{"ensure " + id}, warned: true},
+		{name: "label rejected", ensure: &sizer.Rejection{What: "label dm.size=42G", Reason: "above the maximum"}, req: created(201), calls: []string{"ensure " + id}},
+		{name: "create failed", req: created(409)},
+		{name: "delete failed", req: deleted(500), calls: []string{"ensure web"}},
+		{name: "deleted", req: deleted(204)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeSizer{ensure: tc.ensure}
+			st, hook, tm := newStrict(f)
+			if r := st.response(tc.req); !r.Allow {
+				t.Fatalf("denied: %+v", r)
+			}
+			if got := f.Calls(); strings.Join(got, ",") != strings.Join(tc.calls, ",") {
+				t.Fatalf("sizer calls %q, want %q", got, tc.calls)
+			}
+			warned := false
+			for _, e := range hook.AllEntries() {
+				warned = warned || e.Level == logrus.WarnLevel && strings.Contains(e.Message, "its events retry it") && e.Data["container"] == id
+			}
+			if warned != tc.warned {
+				t.Fatalf("warned %v, want %v: %v", warned, tc.warned, hook.AllEntries())
+			}
+			if len(tm.run) != 0 {
+				t.Fatal("a response scheduled a re-check")
+			}
+		})
+	}
+	st, _, _ := newStrict(nil)
+	if r := st.response(created(201)); !r.Allow {
+		t.Fatalf("denied before dmsize was set up: %+v", r)
+	}
+}
+
+// A DELETE lets go of the device at once, and a re-check recheckAfter later queues an Ensure
+// (the sizer's repair re-holds the device) if the container is still there: a later
+// authorization plugin may have denied the DELETE, and then no AuthZRes comes.
+func TestStrictDeleteRecheck(t *testing.T) {
+	const id = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+	web := sizer.Container{ID: id, Name: "web", State: "exited", Labels: map[string]string{sizer.SizeLabel: "42G"}}
+	del := authorization.Request{RequestMethod: "DELETE", RequestURI: "/v1.41/containers/web?force=1"}
+	setup := func(t *testing.T) (*fakeSizer, strict, *test.Hook, *timers) {
+		f := &fakeSizer{containers: map[string]sizer.Container{"web": web, id: web}}
+		st, hook, tm := newStrict(f)
+		if r := st.request(del); !r.Allow || r.Msg != "" {
+			t.Fatalf("DELETE not allowed untouched: %+v", r)
+		}
+		if got := f.Calls(); len(got) != 1 || got[0] != "release web" {
+			t.Fatalf("calls %q, want the release at request time", got)
+		}
+		if len(tm.after) != 1 || tm.after[0] != recheckAfter {
+			t.Fatalf("re-checks scheduled %v, want one in %v", tm.after, recheckAfter)
+		}
+		return f, st, hook, tm
+	}
+	handled := func(t *testing.T, f *fakeSizer, want bool) {
+		t.Helper()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if !want {
+			if len(f.handled) != 0 {
+				t.Fatalf("queued %v", f.handled)
+			}
+			return
+		}
+		if len(f.handled) != 1 || f.handled[0].ID != id || f.handled[0].Labels[sizer.SizeLabel] != "42G" {
+			t.Fatalf("queued %+v, want one Ensure of %s with its labels", f.handled, id)
+		}
+	}
+
+	// The container is gone at the first look (its destroy event may have come first), or still
+	// there: its Ensure is queued. Either way, one look.
+	for _, gone := range []bool{true, false} {
+		t.Run(fmt.Sprintf("gone=%v", gone), func(t *testing.T) {
+			f, _, _, tm := setup(t)
+			if gone {
+				delete(f.containers, id)
+			}
+			tm.fire(t)
+			handled(t, f, !gone)
+			if len(tm.run) != 0 {
+				t.Fatal("looked again")
+			}
+		})
+	}
+	removing := func(f *fakeSizer) {
+		c := web
+		c.State = "removing"
+		f.containers[id] = c
+	}
+	t.Run("still being removed", func(t *testing.T) {
+		f, _, _, tm := setup(t)
+		removing(f)
+		for range recheckTries - 1 {
+			tm.fire(t)
+			handled(t, f, false)
+			if len(tm.after) != 1 || tm.after[0] != recheckAfter {
+				t.Fatalf("no further look while the engine removes it: %v", tm.after)
+			}
+		}
+		delete(f.containers, id)
+		tm.fire(t)
+		handled(t, f, false)
+	})
+	t.Run("removing for too long", func(t *testing.T) {
+		f, _, _, tm := setup(t)
+		removing(f)
+		for range recheckTries {
+			tm.fire(t)
+		}
+		handled(t, f, true)
+		if len(tm.run) != 0 {
+			t.Fatalf("more than %d looks", recheckTries)
+		}
+	})
+	t.Run("engine not answering", func(t *testing.T) {
+		f, _, hook, tm := setup(t)
+		f.inspect = errors.New("connection refused")
+		for range recheckTries {
+			tm.fire(t)
+		}
+		handled(t, f, false)
+		if len(tm.run) != 0 {
+			t.Fatalf("more than %d looks", recheckTries)
+		}
+		if e := hook.LastEntry(); e == nil || e.Level != logrus.WarnLevel || e.Data["container"] != id {
+			t.Fatalf("giving up is not logged: %v", hook.AllEntries())
+		}
+	})
+	t.Run("unknown container", func(t *testing.T) {
+		f := &fakeSizer{}
+		st, hook, tm := newStrict(f)
+		if r := st.request(authorization.Request{RequestMethod: "DELETE", RequestURI: "/v1.41/containers/nosuch"}); !r.Allow {
+			t.Fatalf("denied: %+v", r)
+		}
+		if len(tm.run) != 0 || len(hook.AllEntries()) != 0 {
+			t.Fatalf("a re-check or a log line for a container the engine does not know: %v", hook.AllEntries())
+		}
+	})
+	t.Run("not set up", func(t *testing.T) {
+		st, _, tm := newStrict(nil)
+		if r := st.request(del); !r.Allow || len(tm.run) != 0 {
+			t.Fatalf("%+v, %d re-checks", r, len(tm.run))
+		}
+	})
+}
+
+// The app's snapshot: the plugin's sizer as strict mode uses it (inspecting through its
+// engine), and why it gave up; in events mode every request is allowed without a look.
+func TestStrictSnapshot(t *testing.T) {
+	l, _ := test.NewNullLogger()
+	a := &app{cfg: config{Mode: "strict"}, log: l}
+	why := "cannot reach the engine"
+	a.notReady.Store(&why)
+	if st := a.strict(); st.sizer != nil || st.notReady != &why {
+		t.Fatalf("%+v", st)
+	}
+	a.base.Store(10 << 30)
+	a.sizer.Store(sizer.New(sizer.Config{Engine: oneContainer{id: "abc"}, Log: l}))
+	st := a.strict()
+	if st.base != 10<<30 {
+		t.Fatalf("base %d", st.base)
+	}
+	if c, err := st.sizer.Container(context.Background(), "abc"); err != nil || c.ID != "abc" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	if _, err := st.sizer.Container(context.Background(), "nosuch"); !errors.Is(err, sizer.ErrNotFound) {
+		t.Fatal(err)
+	}
+	a.cfg.Mode = "events"
+	if r := a.AuthZReq(createReq(`{"Labels":`)); !r.Allow {
+		t.Fatalf("events mode denied: %+v", r)
+	}
+	if r := a.AuthZRes(authorization.Request{RequestMethod: "DELETE", RequestURI: "/containers/abc", ResponseStatusCode: 500}); !r.Allow {
+		t.Fatalf("events mode denied: %+v", r)
+	}
+}
+
+// oneContainer is an engine with one container.
+type oneContainer struct {
+	sizer.Engine
+	id string
+}
+
+func (e oneContainer) Container(_ context.Context, ref string) (sizer.Container, error) {
+	if ref != e.id {
+		return sizer.Container{}, sizer.ErrNotFound
+	}
+	return sizer.Container{ID: e.id}, nil
+}
+
+// The handshake names the authz interface, and through the plugin socket, before dmsize is set
+// up: a create with dm.size is denied (dmsize is starting), one without is allowed, and the
+// response phase allows.
+func TestHandshakeAndNotReady(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "dmsize.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
@@ -74,12 +489,20 @@ func TestHandshakeAndAllowBeforeReady(t *testing.T) {
 	if len(manifest.Implements) != 1 || manifest.Implements[0] != "authz" {
 		t.Fatalf("handshake implements %v, want [authz]", manifest.Implements)
 	}
-	body, _ := json.Marshal(map[string]any{"Image": "busybox", "Labels": map[string]string{"dm.size": "bogus"}})
-	for _, path := range []string{"/AuthZPlugin.AuthZReq", "/AuthZPlugin.AuthZRes"} {
+	for body, allowed := range map[string]bool{
+		`{"Image":"busybox","Labels":{"dm.size":"20G"}}`: false,
+		`{"Image":"busybox","Labels":{"app":"web"}}`:     true,
+	} {
+		req := createReq(body)
+		req.ResponseStatusCode = 201
 		var r authorization.Response
-		post(path, authorization.Request{RequestMethod: "POST", RequestURI: "/v1.41/containers/create", RequestBody: body, ResponseStatusCode: 201}, &r)
+		post("/AuthZPlugin.AuthZReq", req, &r)
+		if r.Allow != allowed || !allowed && !strings.HasPrefix(r.Msg, "dmsize: starting") {
+			t.Fatalf("request %s before dmsize was set up: %+v", body, r)
+		}
+		post("/AuthZPlugin.AuthZRes", req, &r)
 		if !r.Allow {
-			t.Fatalf("%s denied before the engine was reachable: %+v", path, r)
+			t.Fatalf("response %s denied before dmsize was set up: %+v", body, r)
 		}
 	}
 }

@@ -595,13 +595,12 @@ func (s *Sizer) CheckNew(label string, base int64) error {
 	if want == base {
 		return nil
 	}
-	var poolData int64
-	if s.Policy.bounded() {
-		if poolData, err = s.Devices.PoolData(); err != nil {
-			return err
-		}
-	}
-	return s.Policy.admit(what, want, poolData, s.Store.Granted(""))
+	// The same refusal and policy check as a growth's, so that strict mode denies exactly
+	// what Ensure would reject.
+	s.admit.Lock()
+	defer s.admit.Unlock()
+	_, err = s.admissible("", what, want)
+	return err
 }
 
 // ReleaseForRemoval lets go of container ref's device before the engine removes the container

@@ -348,6 +348,9 @@ func TestRefuse(t *testing.T) {
 	if len(r.lines(logrus.WarnLevel, c.Name, "deferred device removal")) != 1 {
 		t.Fatal("no line naming the container")
 	}
+	if err := r.s.CheckNew("42G", 10*G); !isRejection(err) {
+		t.Fatalf("strict mode's check let a growth through on such an engine: %v", err)
+	}
 }
 
 // Events: create/start queue an Ensure, destroy a Forget that releases the hold and the record;
