@@ -33,10 +33,20 @@ unit:
 	$(GO) vet -tags vmtest ./...
 	$(GO) test -count=1 ./...
 
-## plugin: the managed plugin directory build/plugin (config.json + rootfs), no Docker needed
+## plugin: the managed plugin's directories, no Docker needed: build/plugin (config.json +
+## rootfs) and build/plugin-lvm, the flavor that may also run the host's lvm (direct-lvm)
 plugin:
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BUILD)/bin/dmsize-plugin ./plugin
 	rootfs/assemble.sh $(BUILD)/plugin config.json $(BUILD)/bin/dmsize-plugin
+	$(GO) run ./rootfs/flavor lvm config.json > $(BUILD)/config-lvm.json
+	rootfs/assemble.sh $(BUILD)/plugin-lvm $(BUILD)/config-lvm.json $(BUILD)/bin/dmsize-plugin
+
+## push: publish REGISTRY/dmsize:VERSION, REGISTRY/dmsize-lvm:VERSION and both :latest, with
+## the Docker engine on this host (any storage driver)
+.PHONY: push
+push: plugin
+	@[ -n "$(REGISTRY)" ] || { echo "make push REGISTRY=registry.example.com/you VERSION=1.0.0" >&2; exit 2; }
+	rootfs/push.sh $(REGISTRY) $(VERSION) $(BUILD)/plugin $(BUILD)/plugin-lvm
 
 ## cli: the dmsize command, build/bin/dmsize (static: copy it onto the host's PATH)
 .PHONY: cli
@@ -60,6 +70,10 @@ define payload
 	mkdir -p $(1)/tests
 	cp -r $(VM)/guest $(1)/guest
 	cp -r $(BUILD)/plugin $(1)/plugin
+	cp -r $(BUILD)/plugin-lvm $(1)/plugin-lvm
+	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)-next" -o $(BUILD)/bin/dmsize-plugin-next ./plugin
+	rootfs/assemble.sh $(1)/plugin-next config.json $(BUILD)/bin/dmsize-plugin-next
+	cp rootfs/push.sh $(1)/guest/dmsize-push
 	cp $(BUILD)/bin/dmsize $(1)/guest/dmsize
 	echo $(2) > $(1)/profile
 	printf "DMSIZE_RUN='%s'\nDMSIZE_SKIP='%s'\nDMSIZE_BENCH='%s'\nDMSIZE_BENCHTIME='%s'\n" '$(DMSIZE_RUN)' '$(DMSIZE_SKIP)' '$(DMSIZE_BENCH)' '$(DMSIZE_BENCHTIME)' > $(1)/env

@@ -23,8 +23,8 @@ type Extender interface {
 }
 
 // NewExtender picks the extender for the engine's pool: the loop files the engine reports, an
-// LVM thin pool (its device-mapper UUID starts with "LVM-"), or else a plain block device that
-// nothing can grow.
+// LVM thin pool (its device-mapper UUID starts with "LVM-") grown by lvm (nil: this plugin may
+// not run the host's lvm), or else a plain block device that nothing can grow.
 func NewExtender(c thin.Mapper, st engine.Storage, policy Policy, lvm Runner) (Extender, error) {
 	if st.DataLoopFile != "" {
 		return &loopExtender{c: c, pool: st.PoolName, data: st.DataLoopFile, meta: st.MetaLoopFile, minFree: policy.MinHostFree}, nil
@@ -38,26 +38,37 @@ func NewExtender(c thin.Mapper, st engine.Storage, policy Policy, lvm Runner) (E
 		if !ok {
 			return nil, fmt.Errorf("guard: pool %s has an LVM UUID but its name does not split into volume group and logical volume", st.PoolName)
 		}
+		if lvm == nil {
+			return fixedExtender{kind: "direct-lvm", why: fmt.Sprintf("pool %s is an LVM thin pool: extending it runs the host's lvm, which only the lvm flavor of the plugin may (docker plugin install REGISTRY/dmsize-lvm:VERSION)", st.PoolName)}, nil
+		}
 		return &lvmExtender{run: lvm, vg: vg, lv: lv}, nil
 	}
 	p, err := thin.ReadPool(c, st.PoolName)
 	if err != nil {
 		return nil, err
 	}
-	return blockExtender{dev: p.Table.DataDev}, nil
+	return blockExtender(p.Table.DataDev), nil
 }
 
 // blockExtender is a pool on a device dmsize cannot grow (dm.thinpooldev on a partition or a
 // device not managed by LVM): the guard can only warn.
-type blockExtender struct{ dev string }
-
-func (blockExtender) Kind() string { return "block" }
-
-func (b blockExtender) Room() (int64, string, error) {
-	return 0, fmt.Sprintf("the pool's data device %s is neither a loop file nor an LVM volume; dmsize cannot grow it (extend the device and reload the pool by hand, or move to direct-lvm)", b.dev), nil
+func blockExtender(dev string) Extender {
+	return fixedExtender{kind: "block", why: fmt.Sprintf("the pool's data device %s is neither a loop file nor an LVM volume; dmsize cannot grow it (extend the device and reload the pool by hand, or move to direct-lvm)", dev)}
 }
 
-func (b blockExtender) Extend(thin.Pool, int64, int64) (time.Duration, error) {
-	_, why, _ := b.Room()
-	return 0, fmt.Errorf("guard: %s", why)
+// fixedExtender is a pool this plugin cannot grow: the guard watches it and says why.
+type fixedExtender struct{ kind, why string }
+
+func (f fixedExtender) Kind() string { return f.kind }
+
+func (f fixedExtender) Room() (int64, string, error) { return 0, f.why, nil }
+
+func (f fixedExtender) Extend(thin.Pool, int64, int64) (time.Duration, error) {
+	return 0, fmt.Errorf("guard: %s", f.why)
+}
+
+// fixed says why ext cannot grow its pool, when it cannot.
+func fixed(ext Extender) (string, bool) {
+	f, ok := ext.(fixedExtender)
+	return f.why, ok
 }

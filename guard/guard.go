@@ -99,8 +99,7 @@ func (g *Guard) Run(ctx context.Context) {
 		return
 	}
 	log := g.Log.WithFields(logrus.Fields{"pool": g.Pool, "kind": g.Ext.Kind()})
-	if g.Ext.Kind() == "block" {
-		_, why, _ := g.Ext.Room()
+	if why, ok := fixed(g.Ext); ok {
 		log.Warn("pool guard: this pool cannot be extended by dmsize: " + why)
 	}
 	log.WithFields(logrus.Fields{"extend": g.Policy.Extend, "threshold": g.Policy.Threshold, "step": g.Policy.Step.String(),

@@ -23,12 +23,15 @@ type fakePool struct {
 	metaBlocks, metaUsed uint64
 	mode                 string
 	needsCheck           bool
-	failed               bool  // the kernel says Fail
-	readErr              error // status reads fail
-	reads                int   // status reads
+	failed               bool   // the kernel says Fail
+	uuid                 string // device-mapper UUID ("LVM-…" for an LVM thin pool)
+	readErr              error  // status reads fail
+	reads                int    // status reads
 }
 
-func (f *fakePool) Info(string) (dm.Info, error) { return dm.Info{Name: "pool", LiveTable: true}, nil }
+func (f *fakePool) Info(string) (dm.Info, error) {
+	return dm.Info{Name: "pool", LiveTable: true, UUID: f.uuid}, nil
+}
 func (f *fakePool) Table(string) ([]dm.Target, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

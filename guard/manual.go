@@ -91,9 +91,8 @@ func (g *Guard) Extend(ctx context.Context, metadata bool, sz int64, relative bo
 		}
 		return e, nil
 	}
-	if g.Ext.Kind() == "block" {
-		_, why, _ := g.Ext.Room()
-		return refuse("", "a pool on a plain block device cannot grow: "+why)
+	if why, ok := fixed(g.Ext); ok {
+		return refuse("", "dmsize cannot grow this pool: "+why)
 	}
 	if metadata {
 		want = roundUp(want, 4096)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/dmsize/dmsize/engine"
 )
 
 // pool3G is a 3 GiB pool, data 10 % used, with 2 MiB of metadata.
@@ -176,9 +178,22 @@ func TestExtendRefusals(t *testing.T) {
 	// A plain block device.
 	p = pool3G()
 	g, r, _ = newGuard(p, &fakeExt{}, DefaultPolicy())
-	g.Ext = blockExtender{dev: "/dev/sdb1"}
+	g.Ext = blockExtender("/dev/sdb1")
 	ext, err = g.Extend(ctx, false, gib, true)
-	refused(t, "block", ext, err, "", "a pool on a plain block device cannot grow: the pool's data device /dev/sdb1 is neither", 0, r)
+	refused(t, "block", ext, err, "", "dmsize cannot grow this pool: the pool's data device /dev/sdb1 is neither", 0, r)
+
+	// An LVM thin pool, and a plugin that may not run the host's lvm (the default flavor).
+	p = pool3G()
+	p.uuid = "LVM-abc"
+	g, r, _ = newGuard(p, &fakeExt{}, DefaultPolicy())
+	if g.Ext, err = NewExtender(p, engine.Storage{PoolName: "docker-thinpool"}, DefaultPolicy(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if g.Ext.Kind() != "direct-lvm" {
+		t.Errorf("kind %q", g.Ext.Kind())
+	}
+	ext, err = g.Extend(ctx, false, gib, true)
+	refused(t, "direct-lvm without lvm", ext, err, "", "only the lvm flavor of the plugin may (docker plugin install REGISTRY/dmsize-lvm:VERSION)", 0, r)
 
 	// A pool that needs a check, or failed.
 	for _, bad := range []func(*fakePool){func(p *fakePool) { p.needsCheck = true; p.mode = "ro" }, func(p *fakePool) { p.failed = true }} {

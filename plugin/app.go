@@ -143,7 +143,11 @@ func (a *app) startGuard(ctx context.Context, st engine.Storage, m *metrics.Metr
 		log.WithError(err).Error("pool guard: opening device-mapper; the pool is not guarded")
 		return nil
 	}
-	ext, err := guard.NewExtender(ctl, st, a.cfg.Guard, guard.HostLVM(a.cfg.HostRoot))
+	var lvm guard.Runner // none: this flavor of the plugin may not run the host's lvm
+	if a.cfg.HostRoot != "" {
+		lvm = guard.HostLVM(a.cfg.HostRoot)
+	}
+	ext, err := guard.NewExtender(ctl, st, a.cfg.Guard, lvm)
 	if err != nil {
 		ctl.Close()
 		log.WithError(err).Error("pool guard: the pool is not guarded")

@@ -44,7 +44,7 @@ type strictSizer interface {
 	Ensure(ctx context.Context, ref string) (sizer.Result, error)
 	ReleaseForRemoval(ctx context.Context, ref string) (string, error)
 	Container(ctx context.Context, ref string) (sizer.Container, error)
-	Handle(ev sizer.Event)
+	RemovalFailed(id string)
 }
 
 // liveSizer is the plugin's sizer as strict mode uses it.
@@ -175,7 +175,9 @@ func (st strict) response(req authorization.Request) authorization.Response {
 			// The removal failed: the container stays, and so must its hold.
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			st.sizer.Ensure(ctx, m[2])
+			if c, err := st.sizer.Container(ctx, m[2]); err == nil {
+				st.sizer.RemovalFailed(c.ID)
+			}
 		}
 		return allow
 	}
@@ -237,7 +239,7 @@ func (st strict) recheck(id string, tries int) {
 		case err != nil:
 			st.log.WithError(err).WithField("container", id).Warn("re-checking a container after a DELETE; the reconcile at the next connection to the engine repairs it")
 		default:
-			st.sizer.Handle(sizer.Event{Action: "start", ID: c.ID, Labels: c.Labels})
+			st.sizer.RemovalFailed(c.ID)
 		}
 	})
 }

@@ -52,7 +52,7 @@ func TestURIs(t *testing.T) {
 }
 
 // fakeSizer is strict mode's sizer in the tests: it answers from its fields and records what
-// it was asked, one line per call ("check 42G", "ensure web", "release web", "handle <id>").
+// it was asked, one line per call ("check 42G", "ensure web", "release web", "removal-failed <id>").
 type fakeSizer struct {
 	mu         sync.Mutex
 	check      error                      // CheckNew's answer
@@ -60,7 +60,7 @@ type fakeSizer struct {
 	inspect    error                      // when set, Container's answer
 	containers map[string]sizer.Container // by ID and by name; the others are not found
 	calls      []string
-	handled    []sizer.Event
+	handled    []string // RemovalFailed's IDs
 }
 
 func (f *fakeSizer) called(format string, args ...any) {
@@ -107,10 +107,10 @@ func (f *fakeSizer) Container(_ context.Context, ref string) (sizer.Container, e
 	return c, nil
 }
 
-func (f *fakeSizer) Handle(ev sizer.Event) {
-	f.called("handle %s", ev.ID)
+func (f *fakeSizer) RemovalFailed(id string) {
+	f.called("removal-failed %s", id)
 	f.mu.Lock()
-	f.handled = append(f.handled, ev)
+	f.handled = append(f.handled, id)
 	f.mu.Unlock()
 }
 
@@ -268,11 +268,11 @@ func TestStrictResponse(t *testing.T) {
 		{name: "sizing failed", ensure: errors.New("mounting: timeout"), req: created(201), calls: []string{"ensure " + id}, warned: true},
 		{name: "label rejected", ensure: &sizer.Rejection{What: "label dm.size=42G", Reason: "above the maximum"}, req: created(201), calls: []string{"ensure " + id}},
 		{name: "create failed", req: created(409)},
-		{name: "delete failed", req: deleted(500), calls: []string{"ensure web"}},
+		{name: "delete failed", req: deleted(500), calls: []string{"removal-failed " + id}},
 		{name: "deleted", req: deleted(204)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := &fakeSizer{ensure: tc.ensure}
+			f := &fakeSizer{ensure: tc.ensure, containers: map[string]sizer.Container{"web": {ID: id, Name: "web"}}}
 			st, hook, tm := newStrict(f)
 			if r := st.response(tc.req); !r.Allow {
 				t.Fatalf("denied: %+v", r)
@@ -329,8 +329,8 @@ func TestStrictDeleteRecheck(t *testing.T) {
 			}
 			return
 		}
-		if len(f.handled) != 1 || f.handled[0].ID != id || f.handled[0].Labels[sizer.SizeLabel] != "42G" {
-			t.Fatalf("queued %+v, want one Ensure of %s with its labels", f.handled, id)
+		if len(f.handled) != 1 || f.handled[0] != id {
+			t.Fatalf("queued %+v, want one RemovalFailed of %s", f.handled, id)
 		}
 	}
 

@@ -20,7 +20,7 @@ type config struct {
 	DockerHost string  // DOCKER_HOST: the engine's API socket as mounted in the plugin
 
 	Guard    guard.Policy // GUARD, GUARD_THRESHOLD, GUARD_STEP, MAX_POOL_SIZE, MIN_HOST_FREE, GUARD_INTERVAL
-	HostRoot string       // HOST_ROOT: the host's / as the plugin sees it, for the host's lvm
+	HostRoot string       // HOST_ROOT: the host's / as the plugin sees it, for the host's lvm; set only in the lvm flavor
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -52,7 +52,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		c.Overcommit = f
 	}
-	c.HostRoot = get("HOST_ROOT", "/proc/1/root")
+	c.HostRoot = get("HOST_ROOT", "")
 	c.Guard = guard.DefaultPolicy()
 	switch g := get("GUARD", "on"); g {
 	case "on":

@@ -31,6 +31,14 @@ func (s *Sizer) Handle(ev Event) {
 	}
 }
 
+// RemovalFailed says that container id, whose device ReleaseForRemoval let go, was not removed
+// after all (its removal failed, or a later authorization plugin denied it): its Ensure is
+// queued, and its repair holds the device again.
+func (s *Sizer) RemovalFailed(id string) {
+	s.removing.Delete(id)
+	s.q.add(id, opEnsure)
+}
+
 // Reconcile queues an Ensure of every labelled container and of every container with a
 // record (one that is gone is forgotten). It runs on every (re)connection to the event source:
 // nothing that happened while disconnected is missed.

@@ -65,6 +65,10 @@ type Sizer struct {
 	locks locks
 	admit sync.Mutex // the over-commit check and the intent it admits, as one step
 	last  sync.Map   // container ID -> Outcome of its last operation
+	// removing holds the IDs whose device ReleaseForRemoval let go: no Ensure may hold it
+	// again (a start event queued before the removal would) until the container is destroyed
+	// or its removal failed (RemovalFailed).
+	removing sync.Map
 	// warned is the over-commit ratio last warned about (under admit).
 	warned float64
 	q      queue
@@ -181,6 +185,13 @@ func (s *Sizer) act(ctx context.Context, ref string, req request) (Result, error
 		return res, fmt.Errorf("container %s: waiting for another operation on it: %w", c.Name, err)
 	}
 	defer unlock()
+	if _, ok := s.removing.Load(c.ID); ok {
+		if req.explicit() {
+			return res, &Rejection{What: "size " + size.Format(req.size), Reason: "the container is being removed"}
+		}
+		res.Action = Skipped
+		return res, nil
+	}
 	rec, known := s.Store.Get(c.ID)
 	label, labelled := c.Labels[SizeLabel]
 	if !req.explicit() && !labelled && !known {
@@ -567,6 +578,7 @@ func (s *Sizer) Forget(ctx context.Context, id string) {
 		return
 	}
 	defer unlock()
+	s.removing.Delete(id)
 	s.last.Delete(id)
 	rec, ok := s.Store.Get(id)
 	if !ok {
@@ -605,8 +617,8 @@ func (s *Sizer) CheckNew(label string, base int64) error {
 
 // ReleaseForRemoval lets go of container ref's device before the engine removes the container
 // (strict mode sees `docker rm` before the engine acts), so that the engine can delete the
-// device at once. The record stays until Forget; an Ensure puts the hold back if the removal
-// fails.
+// device at once. The record stays until Forget; until then, or until RemovalFailed, no Ensure
+// holds the device again.
 func (s *Sizer) ReleaseForRemoval(ctx context.Context, ref string) (string, error) {
 	c, err := s.Engine.Container(ctx, ref)
 	if err != nil {
@@ -617,10 +629,12 @@ func (s *Sizer) ReleaseForRemoval(ctx context.Context, ref string) (string, erro
 		return c.ID, err
 	}
 	defer unlock()
+	s.removing.Store(c.ID, struct{}{})
 	rec, ok := s.Store.Get(c.ID)
 	if !ok || !s.Devices.Release(rec.Device) {
 		return c.ID, nil
 	}
+	s.Log.WithFields(logrus.Fields{"container": short(c.ID), "device": rec.Device}).Info("let go of the device before the engine removes the container")
 	// The kernel completes a pending deferred removal from a work queue after the last
 	// close: wait for it, or the engine's delete finds the device still there and defers.
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {

@@ -467,6 +467,33 @@ func TestStrictModeHelpers(t *testing.T) {
 	if _, err := r.s.ReleaseForRemoval(context.Background(), "nosuch"); !errors.Is(err, ErrNotFound) {
 		t.Fatal(err)
 	}
+	// Until the container is destroyed, no Ensure (a start event queued before the removal)
+	// holds its device again, and no grow touches it.
+	r.mustEnsure(c.ID, Skipped)
+	if r.w.Holds() != 0 {
+		t.Fatalf("an Ensure after the release held the device again")
+	}
+	if _, err := r.s.Grow(context.Background(), c.ID, 50*G, false); !isRejection(err) || !strings.Contains(err.Error(), "being removed") {
+		t.Fatalf("grow of a container being removed: %v", err)
+	}
+	// The removal failed: its Ensure is queued, and holds it again.
+	r.s.RemovalFailed(c.ID)
+	if r.s.Queued() != 1 {
+		t.Fatalf("RemovalFailed queued %d", r.s.Queued())
+	}
+	r.s.removing.Delete(c.ID)    // what RemovalFailed did; the queued Ensure runs here
+	r.mustEnsure(c.ID, Repaired) // the release let the stopped container's device go
+	if r.w.Holds() != 1 {
+		t.Fatalf("holds %d after the failed removal's Ensure, want 1", r.w.Holds())
+	}
+	// Destroyed after all: Forget clears the mark with the record.
+	if _, err := r.s.ReleaseForRemoval(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	r.s.Forget(context.Background(), c.ID)
+	if _, ok := r.s.removing.Load(c.ID); ok {
+		t.Fatal("Forget left the removal mark")
+	}
 }
 
 // Containers that are not dmsize's are skipped; a gone container is skipped and forgotten.

@@ -5,9 +5,8 @@ package graphdriver
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -329,33 +328,30 @@ func shortNoSpaceTimeout(t *testing.T) {
 	t.Cleanup(func() { os.WriteFile(p, old, 0o644) })
 }
 
-// metric is the value of the first sample whose line starts with name (a name, or a name with
-// its labels as Prometheus prints them); 0 if the plugin does not export it.
+// metric is the value of the sample named name (a name, or a name with its labels as
+// Prometheus prints them; with a name alone, the first of its samples); 0 if the plugin does not
+// export it.
 func metric(t *testing.T, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://127.0.0.1:9434/metrics")
+	m, err := harness.Metrics()
 	if err != nil {
 		t.Logf("metrics: %v", err)
 		return 0
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, l := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(l, name) {
-			continue
-		}
-		rest := l[len(name):]
-		if !strings.HasPrefix(rest, " ") && !strings.HasPrefix(rest, "{") {
-			continue
-		}
-		f := strings.Fields(l)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", l, err)
-		}
+	if v, ok := m[name]; ok {
 		return v
 	}
-	return 0
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		if strings.HasPrefix(k, name+"{") {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return 0
+	}
+	sort.Strings(keys)
+	return m[keys[0]]
 }
 
 // pluginMessages are the plugin's log lines (JSON, which dockerd quotes into its own lines) whose

@@ -267,24 +267,46 @@ services:
 	e.Docker("service", "rm", "sized")
 }
 
-// An engine without deferred removal would re-create a grown device too small after a stop:
-// the plugin says what to change, and sizes nothing.
-func TestDmSizeNeedsDeferredRemoval(t *testing.T) {
-	e := harness.StartEngine(t, harness.Setup{Kind: "loop-lvm", NoDeferredRemoval: true})
-	if st := e.DriverStatus()["Deferred Removal Enabled"]; st != "false" {
-		t.Fatalf("engine has deferred removal %q", st)
+// An engine without deferred removal would re-create a grown device too small after a stop;
+// one without deferred deletion could not remove a container whose device dmsize holds. On
+// either the plugin says at start what to change, sizes nothing, and every container can be
+// stopped and removed.
+func TestDmSizeNeedsDeferredRemovalAndDeletion(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		setup  harness.Setup
+		status string // docker info's line that is false
+		words  string // what the plugin's log line names
+		option string // and the option to set
+	}{
+		{"removal", harness.Setup{Kind: "loop-lvm", NoDeferredRemoval: true}, "Deferred Removal Enabled", "deferred device removal", "dm.use_deferred_removal=true"},
+		{"deletion", harness.Setup{Kind: "loop-lvm", NoDeferredDeletion: true}, "Deferred Deletion Enabled", "deferred device deletion", "dm.use_deferred_deletion=true"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := harness.StartEngine(t, c.setup)
+			if st := e.DriverStatus()[c.status]; st != "false" {
+				t.Fatalf("docker info %q = %q, want false", c.status, st)
+			}
+			e.ImportBusybox()
+			e.InstallDmsize()
+			e.WaitFor("the plugin to say what to change", 60*time.Second, func() bool {
+				return harness.CountLines(e.DaemonLog(), c.words, c.option) > 0
+			})
+			id := e.Docker("run", "-d", "--name", "nodeferred", "--network", "none", "--label", "dm.size=42G", "busybox", "sleep", "3600")
+			e.WaitFor("the plugin to refuse the container", 30*time.Second, func() bool {
+				return harness.CountLines(e.DaemonLog(), "nodeferred", c.words) > 0
+			})
+			if got := e.ExecRootSize(id); !about(got, 10*G) {
+				t.Fatalf("container runs at %d bytes, want its base 10 GiB", got)
+			}
+			dev := e.DeviceOf(id)
+			e.Docker("stop", "-t", "1", id)
+			e.Docker("start", id)
+			e.Docker("stop", "-t", "1", id)
+			e.Docker("rm", id) // not -f: a hold would make this fail
+			if harness.DeviceSectors(dev) != -1 {
+				t.Fatalf("device %s still active after docker rm", dev)
+			}
+		})
 	}
-	e.ImportBusybox()
-	e.InstallDmsize()
-	e.WaitFor("the plugin to say what to change", 60*time.Second, func() bool {
-		return harness.CountLines(e.DaemonLog(), "deferred device removal", "dm.use_deferred_removal=true") > 0
-	})
-	id := e.Docker("run", "-d", "--name", "nodeferred", "--network", "none", "--label", "dm.size=42G", "busybox", "sleep", "3600")
-	e.WaitFor("the plugin to refuse the container", 30*time.Second, func() bool {
-		return harness.CountLines(e.DaemonLog(), "nodeferred", "deferred device removal") > 0
-	})
-	if got := e.ExecRootSize(id); !about(got, 10*G) {
-		t.Fatalf("container runs at %d bytes, want its base 10 GiB", got)
-	}
-	e.Docker("rm", "-f", id)
 }

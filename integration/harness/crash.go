@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -366,22 +364,17 @@ func (e *Engine) CheckChecksummed(id string) {
 	}
 }
 
-// Metrics reads the plugin's /metrics (127.0.0.1:9434, host network): every sample, keyed by
-// its name and labels as Prometheus prints them (`go_goroutines`,
+// Metrics reads the plugin's metrics with `dmsize metrics` (the plugin serves them on its
+// control socket; it has no network of its own): every sample, keyed by its name and labels as
+// Prometheus prints them (`go_goroutines`,
 // `dmsize_pool_extensions_total{part="data",pool="p",result="ok"}`).
 func Metrics() (map[string]float64, error) {
-	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get("http://127.0.0.1:9434/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
+	out, errOut, code := CLI("metrics")
+	if code != 0 {
+		return nil, fmt.Errorf("dmsize metrics: exit %d: %s", code, errOut)
 	}
 	m := map[string]float64{}
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, l := range strings.Split(out, "\n") {
 		i := strings.LastIndexByte(l, ' ')
 		if l == "" || l[0] == '#' || i < 0 {
 			continue

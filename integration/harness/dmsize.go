@@ -10,11 +10,11 @@ import (
 // Plugin is the dmsize managed plugin, as the tests install it.
 const Plugin = "dmsize"
 
-// InstallDmsize installs the plugin built by `make plugin` and enables it with the given
-// settings ("MODE=strict", "MAX_SIZE=100G", ...).
+// InstallDmsize installs the plugin built by `make plugin`, in the flavor the engine's set-up
+// needs, and enables it with the given settings ("MODE=strict", "MAX_SIZE=100G", ...).
 func (e *Engine) InstallDmsize(settings ...string) {
 	e.t.Helper()
-	e.Docker("plugin", "create", Plugin, PluginDir())
+	e.Docker("plugin", "create", Plugin, PluginDirFor(e.Setup))
 	if len(settings) > 0 {
 		e.Docker(append([]string{"plugin", "set", Plugin}, settings...)...)
 	}

@@ -29,6 +29,10 @@ type Setup struct {
 	VGSize   string // direct-lvm: volume group smaller than the spare disk
 	// NoDeferredRemoval starts the graph driver without deferred removal and deletion.
 	NoDeferredRemoval bool
+	// NoDeferredDeletion starts it with deferred removal but without deferred deletion.
+	NoDeferredDeletion bool
+	// DataRoot is dockerd's --data-root (default /var/lib/docker).
+	DataRoot string
 	// NoAutoextend leaves LVM's own thin pool autoextension off (direct-lvm).
 	NoAutoextend bool
 }
@@ -38,6 +42,7 @@ func (s Setup) args() []string {
 	for _, kv := range [][2]string{
 		{"--setup", s.Kind}, {"--fs", s.FS}, {"--data-size", s.DataSize},
 		{"--meta-size", s.MetaSize}, {"--base-size", s.BaseSize}, {"--vg-size", s.VGSize},
+		{"--data-root", s.DataRoot},
 	} {
 		if kv[1] != "" {
 			a = append(a, kv[0], kv[1])
@@ -45,6 +50,9 @@ func (s Setup) args() []string {
 	}
 	if s.NoDeferredRemoval {
 		a = append(a, "--deferred-removal", "false")
+	}
+	if s.NoDeferredDeletion {
+		a = append(a, "--deferred-deletion", "false")
 	}
 	if s.NoAutoextend {
 		a = append(a, "--autoextend", "off")
@@ -69,6 +77,15 @@ func Payload() string {
 
 // PluginDir is the managed plugin directory (config.json + rootfs) built by `make plugin`.
 func PluginDir() string { return filepath.Join(Payload(), "plugin") }
+
+// PluginDirFor is the plugin flavor a set-up needs: the lvm flavor (build/plugin-lvm) for
+// direct-lvm, whose guard runs the host's lvm; the default one for every other.
+func PluginDirFor(s Setup) string {
+	if s.Kind == "direct-lvm" {
+		return filepath.Join(Payload(), "plugin-lvm")
+	}
+	return PluginDir()
+}
 
 // StartEngine wipes whatever engine state a previous test left and starts a fresh engine. The
 // engine is reset when the test ends; if the test failed, the daemon's log tail is attached.

@@ -32,7 +32,7 @@ func Arm(path string) (string, error) {
 	return step, nil
 }
 
-// Here kills the process with SIGKILL if it is armed for step.
+// Here kills the process with SIGKILL if it is armed for step (as pid 1, it exits at once).
 func Here(step string) {
 	p := armed.Load()
 	if p == nil || *p != step {
@@ -41,6 +41,12 @@ func Here(step string) {
 	// No sync(): dmsize's own writes are fsynced where they happen, and a host-wide sync under a
 	// busy writer delayed the kill by seconds, past the step.
 	os.Remove(armFile)
+	if os.Getpid() == 1 {
+		// The plugin is its pid namespace's init, which ignores a signal it sends itself that
+		// it has no handler for, SIGKILL included. exit_group is the same death: no deferred
+		// code, no flush, every file closed by the kernel.
+		syscall.Exit(137)
+	}
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	select {} // SIGKILL is not delivered synchronously; never return into the next step
 }
