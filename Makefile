@@ -101,6 +101,20 @@ demo: deps plugin cli image-bookworm
 	@$(call payload,$(BUILD)/payload-demo,bookworm,demo.sh,)
 	@$(VM)/run.sh --profile bookworm --payload $(BUILD)/payload-demo --timeout 900 --out $(BUILD)/vm-run/demo
 
+## boot-probe: N boots (default 50), each timing the first docker plugin enable after boot;
+## FLAVOR=plugin-lvm probes the lvm flavor. Kernel stacks at loglevel 7 go to each console.log.
+N ?= 50
+FLAVOR ?= plugin
+.PHONY: boot-probe
+boot-probe: deps plugin cli image-bookworm
+	@$(call payload,$(BUILD)/payload-probe,bookworm,boot-probe.sh,)
+	@echo "DMSIZE_PROBE_FLAVOR=$(FLAVOR)" >> $(BUILD)/payload-probe/env
+	@ok=0 hung=0; for i in $$(seq 1 $(N)); do \
+		if DMSIZE_VM_LOGLEVEL=7 $(VM)/run.sh --profile bookworm --payload $(BUILD)/payload-probe --timeout 300 --out $(BUILD)/vm-run/probe-$$i 2>&1 | grep -a '^probe:'; then ok=$$((ok + 1)); \
+		else hung=$$((hung + 1)); echo "boot $$i: no enable; console: $(BUILD)/vm-run/probe-$$i/console.log"; fi; \
+		grep -a -l 'soft lockup' $(BUILD)/vm-run/probe-$$i/console.log 2>/dev/null || true; \
+	done; echo "boot-probe: $(N) boots of $(FLAVOR): $$ok enabled, $$hung hung"; [ $$hung = 0 ]
+
 clean:
 	rm -rf $(BUILD)
 

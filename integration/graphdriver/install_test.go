@@ -39,7 +39,7 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 
 	// What each flavor asks for at install.
 	e.Docker("plugin", "install", "--grant-all-permissions", "--disable", "--alias", "lvm-flavor", registry+"/dmsize-lvm:v1")
-	if got := privileges(e, "lvm-flavor"); got != "pidhost=true ipchost=true network= caps=CAP_SYS_ADMIN,CAP_SYS_RESOURCE,CAP_MKNOD,CAP_SYS_PTRACE,CAP_SYS_CHROOT,CAP_IPC_LOCK" {
+	if got := privileges(e, "lvm-flavor"); got != "pidhost=true ipchost=true network= caps=CAP_IPC_LOCK,CAP_MKNOD,CAP_SYS_ADMIN,CAP_SYS_CHROOT,CAP_SYS_PTRACE,CAP_SYS_RESOURCE" {
 		t.Errorf("lvm flavor asks for %s", got)
 	}
 	e.Docker("plugin", "rm", "lvm-flavor")
@@ -49,7 +49,7 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 	start = time.Now()
 	e.Docker(append([]string{"plugin", "install", "--grant-all-permissions", "--alias", name, registry + "/dmsize:v1"}, settings...)...)
 	t.Logf("docker plugin install (pull, enable): %v", time.Since(start).Round(time.Millisecond))
-	if got := privileges(e, name); got != "pidhost=false ipchost=false network= caps=CAP_SYS_ADMIN,CAP_SYS_RESOURCE,CAP_MKNOD" {
+	if got := privileges(e, name); got != "pidhost=false ipchost=false network= caps=CAP_MKNOD,CAP_SYS_ADMIN,CAP_SYS_RESOURCE" {
 		t.Errorf("default flavor asks for %s", got)
 	}
 	if got := pluginSettings(e, name); !strings.Contains(got, "docker-root="+root) || !strings.Contains(got, "MAX_SIZE=100G") {
@@ -134,6 +134,7 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 	afterStatus := statusOf(t)
 	for _, n := range []string{"upg-running", "upg-stopped"} {
 		b, a := before[n], afterStatus[n]
+		t.Logf("%s: before the upgrade %+v; after %+v", n, b, a)
 		if a.PersistedBytes != b.PersistedBytes || a.GrownBytes != b.GrownBytes || a.Label != b.Label {
 			t.Errorf("%s: record before %+v, after %+v", n, b, a)
 		}
@@ -143,7 +144,8 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 	e.WaitRootSize(id, 16*G*95/100, 90*time.Second)
 }
 
-// privileges is what a plugin's config asks of the host, in one line.
+// privileges is what a plugin's config asks of the host, in one line (the engine keeps the
+// capabilities sorted).
 func privileges(e *harness.Engine, name string) string {
 	return e.Docker("plugin", "inspect", "--format",
 		`pidhost={{.Config.PidHost}} ipchost={{.Config.IpcHost}} network={{.Config.Network.Type}} caps={{join .Config.Linux.Capabilities ","}}`, name)

@@ -61,7 +61,7 @@ TMPDIR=$out timeout -k 10 "$timeout" qemu-system-x86_64 \
 	-nodefaults -no-user-config -no-reboot -display none -monitor none \
 	"${accel_args[@]}" -smp "$cpus" -m "$mem" \
 	-kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
-	-append "console=ttyS0 panic=-1 quiet loglevel=4 systemd.unified_cgroup_hierarchy=1" \
+	-append "console=ttyS0 panic=-1 quiet loglevel=${DMSIZE_VM_LOGLEVEL:-4} systemd.unified_cgroup_hierarchy=1" \
 	-drive "file=$image/root.img,format=raw,if=virtio,snapshot=on,cache=unsafe" \
 	-drive "file=$out/payload.img,format=raw,if=virtio,cache=unsafe" \
 	-drive "file=$out/spare.img,format=raw,if=virtio,cache=unsafe" \
