@@ -4,6 +4,7 @@ package graphdriver
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -44,8 +45,13 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 	}
 	e.Docker("plugin", "rm", "lvm-flavor")
 
+	// Every setting not exercised elsewhere in the suite, at install time. The engine's socket
+	// by another path: a hard link to the socket reaches the same listener.
+	const sock = "/run/dmsize-test-docker.sock"
+	harness.MustRun(t, "ln", "-f", "/run/docker.sock", sock)
 	const name = "sizer"
-	settings := []string{"docker-root.source=" + root, "MAX_SIZE=100G", "LOG_LEVEL=debug"}
+	settings := []string{"docker-root.source=" + root, "docker-socket.source=" + sock, "STATE_DIR=/var/lib/docker/dmsize-records",
+		"MAX_SIZE=100G", "LOG_LEVEL=debug", "GUARD_THRESHOLD=75%", "GUARD_STEP=2G", "MAX_POOL_SIZE=40G", "MIN_HOST_FREE=4G", "GUARD_INTERVAL=5s"}
 	start = time.Now()
 	e.Docker(append([]string{"plugin", "install", "--grant-all-permissions", "--alias", name, registry + "/dmsize:v1"}, settings...)...)
 	t.Logf("docker plugin install (pull, enable): %v", time.Since(start).Round(time.Millisecond))
@@ -55,6 +61,10 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 	if got := pluginSettings(e, name); !strings.Contains(got, "docker-root="+root) || !strings.Contains(got, "MAX_SIZE=100G") {
 		t.Fatalf("settings after install: %s", got)
 	}
+	e.WaitFor("the guard to start with the settings given at install", 60*time.Second, func() bool {
+		return harness.CountLines(e.DaemonLog(), "pool guard watching", `\"step\":\"2GiB\"`, `\"interval\":\"5s\"`,
+			`\"threshold\":0.75`, `\"max_pool_size\":42949672960`, `\"min_host_free\":4294967296`) == 1
+	})
 
 	// Sized containers on the non-default data root: one running, one stopped.
 	run := e.Docker("run", "-d", "--name", "upg-running", "--network", "none", "--label", "dm.size=20G", "busybox", "sh", "-c", keepData)
@@ -80,6 +90,14 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 		t.Fatalf("dmsize pool status: exit %d: %s %s", code, out, errOut)
 	}
 	t.Logf("dmsize pool status on data root %s:\n%s", root, out)
+	if !strings.Contains(out, "MIN_HOST_FREE keeps 4GiB") || !strings.Contains(out, "threshold 75%") {
+		t.Errorf("dmsize pool status does not show MIN_HOST_FREE=4G and GUARD_THRESHOLD=75%%")
+	}
+	for _, id := range []string{run, stopped} {
+		if _, err := os.Stat(root + "/dmsize-records/" + id + ".json"); err != nil {
+			t.Errorf("STATE_DIR=/var/lib/docker/dmsize-records: no record on the host: %v", err)
+		}
+	}
 	before := statusOf(t)
 	if c := before["upg-stopped"]; !c.Held || c.PersistedBytes != 20*G {
 		t.Fatalf("stopped sized container before the upgrade: %+v; want held, persisted 20G", c)
