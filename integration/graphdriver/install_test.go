@@ -4,8 +4,12 @@ package graphdriver
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,6 +103,12 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 		}
 	}
 	before := statusOf(t)
+
+	// Metrics on the host without host networking: dmsize metrics --listen, across the upgrade.
+	scrape := listenMetrics(t)
+	if code, body := scrape(); code != 200 || !strings.Contains(body, "dmsize_pool_data_size_bytes{") {
+		t.Fatalf("dmsize metrics --listen: HTTP %d\n%s", code, harness.LastLines(body, 5))
+	}
 	if c := before["upg-stopped"]; !c.Held || c.PersistedBytes != 20*G {
 		t.Fatalf("stopped sized container before the upgrade: %+v; want held, persisted 20G", c)
 	}
@@ -110,6 +120,9 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 	start = time.Now()
 	e.Docker("plugin", "disable", name)
 	disabled := time.Now()
+	if code, body := scrape(); code != 503 || !strings.Contains(body, "disabled") {
+		t.Errorf("a scrape while the plugin is disabled: HTTP %d %q, want 503 saying it is disabled", code, body)
+	}
 	if _, err := e.TryDocker("start", stopped); err == nil {
 		t.Errorf("a stopped sized container started while the plugin was disabled: the window the README describes is gone; update the README")
 	} else {
@@ -134,6 +147,10 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 		disabled.Sub(start).Round(time.Millisecond), enabled.Sub(disabled).Round(time.Millisecond), repaired.Round(time.Millisecond),
 		enabled.Add(repaired).Sub(disabled).Round(time.Millisecond))
 
+	e.WaitFor("scrapes to answer again after the upgrade", 30*time.Second, func() bool {
+		code, body := scrape()
+		return code == 200 && strings.Contains(body, "dmsize_pool_data_size_bytes{")
+	})
 	if v, errOut, code := harness.CLI("version"); code != 0 || !strings.Contains(v, "-next") {
 		t.Fatalf("dmsize version after the upgrade: exit %d: %s %s", code, v, errOut)
 	}
@@ -160,6 +177,39 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 	// A new container after the upgrade is sized by the new version.
 	id := e.Docker("run", "-d", "--network", "none", "--label", "dm.size=16G", "busybox", "sleep", "3600")
 	e.WaitRootSize(id, 16*G*95/100, 90*time.Second)
+}
+
+// listenMetrics starts `dmsize metrics --listen` on the guest's loopback for the rest of the
+// test and returns a scrape: its HTTP status and body.
+func listenMetrics(t *testing.T) func() (int, string) {
+	t.Helper()
+	const addr = "127.0.0.1:9434"
+	cmd := exec.Command("dmsize", "metrics", "--listen", addr)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		t.Logf("dmsize metrics --listen said:\n%s", stderr.String())
+	})
+	c := http.Client{Timeout: 10 * time.Second}
+	scrape := func() (int, string) {
+		resp, err := c.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for code, _ := scrape(); code == 0 && time.Now().Before(deadline); code, _ = scrape() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	return scrape
 }
 
 // privileges is what a plugin's config asks of the host, in one line (the engine keeps the
