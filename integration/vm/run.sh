@@ -92,7 +92,11 @@ for attempt in 1 2; do
 	kill "$qemu" 2>/dev/null || true
 	wait "$qemu" 2>/dev/null || true
 	mv "$out/console.log" "$out/console-boot$attempt.log"
-	[ "$attempt" = 1 ] || { log "FAIL: the guest kernel hung twice before init"; exit 1; }
+	if [ "$attempt" = 2 ]; then
+		rm -f "$out/payload.img" "$out/spare.img"
+		log "FAIL: the guest kernel hung twice before init"
+		exit 1
+	fi
 done
 tail -n +1 -F --pid=$qemu "$out/results.log" 2>/dev/null &
 tailer=$!
