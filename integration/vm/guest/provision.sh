@@ -13,8 +13,10 @@ apt-get update -q
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $PACKAGES
 # The suite starts and stops dockerd and containerd itself, with its own configurations.
-# Debian's docker-registry service requires htpasswd auth; the suite runs its own (dmsize-engine registry).
-systemctl disable --now docker.service docker.socket containerd.service docker-registry.service 2>/dev/null || true
+systemctl disable --now docker.service docker.socket containerd.service 2>/dev/null || true
+# Debian's docker-registry service requires htpasswd auth; the suite runs its own (dmsize-engine
+# registry). Apart: a unit that does not exist (trixie) would fail the whole command.
+systemctl disable --now docker-registry.service 2>/dev/null || true
 printf '%s\n' dm_thin_pool loop xfs overlay > /etc/modules-load.d/dmsize.conf
 modprobe -a dm_thin_pool loop xfs overlay
 echo "$spare" > /etc/dmsize-spare-disk
