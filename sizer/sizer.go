@@ -618,7 +618,8 @@ func (s *Sizer) CheckNew(label string, base int64) error {
 // ReleaseForRemoval lets go of container ref's device before the engine removes the container
 // (strict mode sees `docker rm` before the engine acts), so that the engine can delete the
 // device at once. The record stays until Forget; until then, or until RemovalFailed, no Ensure
-// holds the device again.
+// holds the device again. It returns the container's ID if dmsize sizes it (a label or a
+// record), "" for any other container, which it leaves alone.
 func (s *Sizer) ReleaseForRemoval(ctx context.Context, ref string) (string, error) {
 	c, err := s.Engine.Container(ctx, ref)
 	if err != nil {
@@ -629,8 +630,13 @@ func (s *Sizer) ReleaseForRemoval(ctx context.Context, ref string) (string, erro
 		return c.ID, err
 	}
 	defer unlock()
-	s.removing.Store(c.ID, struct{}{})
 	rec, ok := s.Store.Get(c.ID)
+	if _, labelled := c.Labels[SizeLabel]; !ok && !labelled {
+		// Not dmsize's: no mark, which only its destroy event (filtered out by Handle for
+		// such a container) would clear.
+		return "", nil
+	}
+	s.removing.Store(c.ID, struct{}{})
 	if !ok || !s.Devices.Release(rec.Device) {
 		return c.ID, nil
 	}

@@ -467,6 +467,14 @@ func TestStrictModeHelpers(t *testing.T) {
 	if _, err := r.s.ReleaseForRemoval(context.Background(), "nosuch"); !errors.Is(err, ErrNotFound) {
 		t.Fatal(err)
 	}
+	// A container that is not dmsize's gets no mark: its destroy event never reaches Forget.
+	plain := r.w.create(2, nil)
+	if id, err := r.s.ReleaseForRemoval(context.Background(), plain.ID); err != nil || id != "" {
+		t.Fatalf("a plain container: %q %v, want \"\", nil", id, err)
+	}
+	if _, ok := r.s.removing.Load(plain.ID); ok {
+		t.Fatal("a plain container was marked as being removed")
+	}
 	// Until the container is destroyed, no Ensure (a start event queued before the removal)
 	// holds its device again, and no grow touches it.
 	r.mustEnsure(c.ID, Skipped)
