@@ -115,7 +115,7 @@ func (st strict) request(req authorization.Request) authorization.Response {
 		return st.deny(errors.New("cannot check label dm.size="+label+": dmsize could not read the engine's base device size"), label)
 	}
 	err = st.sizer.CheckNew(label, st.base)
-	if err != nil && !isRejection(err) {
+	if err != nil && !sizer.IsRejection(err) {
 		err = errors.New("cannot check label dm.size=" + label + ": " + err.Error() + "; retry")
 	}
 	if err != nil {
@@ -161,11 +161,6 @@ func (st strict) deny(err error, label string) authorization.Response {
 	return authorization.Response{Allow: false, Msg: msg}
 }
 
-func isRejection(err error) bool {
-	var rej *sizer.Rejection
-	return errors.As(err, &rej)
-}
-
 func (st strict) response(req authorization.Request) authorization.Response {
 	if st.sizer == nil {
 		return allow
@@ -197,7 +192,7 @@ func (st strict) response(req authorization.Request) authorization.Response {
 	switch {
 	case err == nil && r.Action == sizer.Grown:
 		st.log.WithFields(logrus.Fields{"container": r.Container, "ms": time.Since(start).Milliseconds()}).Debug("sized before the create response")
-	case err != nil && !isRejection(err): // a rejection was logged by the sizer
+	case err != nil && !sizer.IsRejection(err): // a rejection was logged by the sizer
 		// Allowed all the same: the container exists whatever dmsize answers (a denial would
 		// only keep its ID from the client), and its create and start events retry the sizing.
 		st.log.WithError(err).WithField("container", created.ID).Warn("sizing a created container failed; its events retry it")

@@ -96,7 +96,7 @@ func (s *Sizer) do(ctx context.Context, id string, op op) {
 	start := time.Now()
 	r, err := s.Ensure(ctx, id)
 	if err != nil {
-		if !isRejection(err) && r.Action == Failed {
+		if !IsRejection(err) && r.Action == Failed {
 			s.Log.WithError(err).WithField("container", short(id)).Warn("sizing failed; the next event or reconcile retries")
 		}
 		return

@@ -135,7 +135,7 @@ func (s *Sizer) Grow(ctx context.Context, ref string, sz int64, dryRun bool) (Re
 }
 
 func (s *Sizer) observe(r Result, err error) (Result, error) {
-	if err != nil && !isRejection(err) {
+	if err != nil && !IsRejection(err) {
 		r.Action = Failed
 	}
 	if s.Obs != nil && r.Action != WouldGrow {
@@ -661,7 +661,8 @@ func short(id string) string {
 	return id
 }
 
-func isRejection(err error) bool {
+// IsRejection says whether err is, or wraps, a *Rejection: the policy's answer, not a failure.
+func IsRejection(err error) bool {
 	var r *Rejection
 	return errors.As(err, &r)
 }

@@ -158,7 +158,7 @@ func TestFailureThenRetry(t *testing.T) {
 				if err == nil || res.Action != Failed {
 					t.Fatalf("%+v, %v", res, err)
 				}
-				if isRejection(err) {
+				if IsRejection(err) {
 					t.Fatal("a transient failure reported as a rejection")
 				}
 				if rec, _ := r.s.Store.Get(c.ID); rec.Rejected != "" {
@@ -201,7 +201,7 @@ func TestRejections(t *testing.T) {
 		c := r.w.create(i+1, label(tc.label))
 		for j := 0; j < 2; j++ {
 			res, err := r.ensure(c.ID)
-			if !isRejection(err) || res.Action != Rejected || !strings.Contains(err.Error(), tc.reason) {
+			if !IsRejection(err) || res.Action != Rejected || !strings.Contains(err.Error(), tc.reason) {
 				t.Fatalf("%s: %+v, %v", tc.label, res, err)
 			}
 		}
@@ -234,7 +234,7 @@ func TestPolicyLoweredAfterApplied(t *testing.T) {
 	}
 	// A label raised past the new maximum is refused; the container keeps 42G.
 	r.w.ctrs[c.ID].c.Labels = label("50G")
-	if _, err := r.ensure(c.ID); !isRejection(err) {
+	if _, err := r.ensure(c.ID); !IsRejection(err) {
 		t.Fatalf("50G over MAX_SIZE=20G: %v", err)
 	}
 	r.w.stop(c.ID)
@@ -342,13 +342,13 @@ func TestRefuse(t *testing.T) {
 	r := newRig(t)
 	r.s.Refuse = errors.New("the engine runs without deferred device removal")
 	c := r.w.create(1, label("42G"))
-	if _, err := r.ensure(c.ID); !isRejection(err) {
+	if _, err := r.ensure(c.ID); !IsRejection(err) {
 		t.Fatal(err)
 	}
 	if len(r.lines(logrus.WarnLevel, c.Name, "deferred device removal")) != 1 {
 		t.Fatal("no line naming the container")
 	}
-	if err := r.s.CheckNew("42G", 10*G); !isRejection(err) {
+	if err := r.s.CheckNew("42G", 10*G); !IsRejection(err) {
 		t.Fatalf("strict mode's check let a growth through on such an engine: %v", err)
 	}
 }
@@ -481,7 +481,7 @@ func TestStrictModeHelpers(t *testing.T) {
 	if r.w.Holds() != 0 {
 		t.Fatalf("an Ensure after the release held the device again")
 	}
-	if _, err := r.s.Grow(context.Background(), c.ID, 50*G, false); !isRejection(err) || !strings.Contains(err.Error(), "being removed") {
+	if _, err := r.s.Grow(context.Background(), c.ID, 50*G, false); !IsRejection(err) || !strings.Contains(err.Error(), "being removed") {
 		t.Fatalf("grow of a container being removed: %v", err)
 	}
 	// The removal failed: its Ensure is queued, and holds it again.
