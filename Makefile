@@ -71,9 +71,6 @@ define payload
 	cp -r $(VM)/guest $(1)/guest
 	cp -r $(BUILD)/plugin $(1)/plugin
 	cp -r $(BUILD)/plugin-lvm $(1)/plugin-lvm
-	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)-next" -o $(BUILD)/bin/dmsize-plugin-next ./plugin
-	rootfs/assemble.sh $(1)/plugin-next config.json $(BUILD)/bin/dmsize-plugin-next
-	cp rootfs/push.sh $(1)/guest/dmsize-push
 	cp $(BUILD)/bin/dmsize $(1)/guest/dmsize
 	echo $(2) > $(1)/profile
 	printf "DMSIZE_RUN='%s'\nDMSIZE_SKIP='%s'\nDMSIZE_BENCH='%s'\nDMSIZE_BENCHTIME='%s'\n" '$(DMSIZE_RUN)' '$(DMSIZE_SKIP)' '$(DMSIZE_BENCH)' '$(DMSIZE_BENCHTIME)' > $(1)/env
@@ -86,6 +83,10 @@ endef
 ## payload-PROFILE: build/payload-PROFILE, also what the Vagrant box runs (see Vagrantfile)
 $(addprefix payload-,$(PROFILES)): payload-%: plugin cli
 	$(call payload,$(BUILD)/payload-$*,$*,run-suite.sh,$(VM_TESTS_$*))
+	@# For the registry tests only: push.sh, and a next version (another build: its own layer).
+	cp rootfs/push.sh $(BUILD)/payload-$*/guest/dmsize-push
+	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)-next" -o $(BUILD)/bin/dmsize-plugin-next ./plugin
+	rootfs/assemble.sh $(BUILD)/payload-$*/plugin-next config.json $(BUILD)/bin/dmsize-plugin-next
 
 ## vm-test-PROFILE: the VM suite of one profile (DMSIZE_RUN=pattern narrows it)
 $(addprefix vm-test-,$(PROFILES)): vm-test-%: deps payload-% image-%
