@@ -14,6 +14,15 @@ mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# The first memory cgroup switches on kernel-memory accounting, a static key: the kernel patches
+# its call sites (one is in __alloc_pages) through int3 while the other vCPU runs them. Under
+# multi-threaded TCG that livelocked both vCPUs at the first `docker plugin enable` (runc's
+# cgroup_mkdir; docs/research/tcg-plugin-enable-hang.md). Flip those keys now, while the guest
+# is idle, and keep the cgroup so that they never flip back.
+if controllers=$(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null); then
+	for c in $controllers; do echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true; done
+	mkdir -p /sys/fs/cgroup/dmsize-warmup
+fi
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 hostname dmsize-vm
 ip link set lo up
