@@ -15,10 +15,6 @@ import (
 
 const G = harness.GiB
 
-// about says a root filesystem of got bytes is what a device of want bytes gives: the
-// filesystem keeps a few percent for itself.
-func about(got, want int64) bool { return got <= want && got >= want*95/100 }
-
 // The whole life of a sized container, on every engine set-up and backing filesystem: sized
 // before its first start, grown online when `docker run` wins the race, kept across stop and
 // start, `docker restart` and a dockerd restart, and removed cleanly.
@@ -27,10 +23,10 @@ func TestDmSizeLifecycle(t *testing.T) {
 		setup  harness.Setup
 		cycles int
 	}{
-		{harness.Setup{Kind: "loop-lvm", FS: "xfs"}, 30},
-		{harness.Setup{Kind: "loop-lvm", FS: "ext4"}, 10},
-		{harness.Setup{Kind: "direct-lvm", FS: "xfs"}, 10},
-		{harness.Setup{Kind: "direct-lvm", FS: "ext4"}, 10},
+		{harness.Setup{Kind: "loop-lvm", FS: "xfs"}, 10},
+		{harness.Setup{Kind: "loop-lvm", FS: "ext4"}, 5},
+		{harness.Setup{Kind: "direct-lvm", FS: "xfs"}, 5},
+		{harness.Setup{Kind: "direct-lvm", FS: "ext4"}, 5},
 	} {
 		t.Run(s.setup.Kind+"-"+s.setup.FS, func(t *testing.T) { lifecycle(t, s.setup, s.cycles) })
 	}
@@ -49,7 +45,7 @@ func lifecycle(t *testing.T, setup harness.Setup, cycles int) {
 		return harness.DeviceSectors(dev) == 42*G/512
 	})
 	t.Logf("sized %s before its first start in %v", dev, took)
-	if got := e.StartDf(id); !about(got, 42*G) {
+	if got := e.StartDf(id); !harness.About(got, 42*G) {
 		t.Fatalf("first start: root filesystem %d bytes, want 42 GiB", got)
 	}
 
@@ -61,14 +57,14 @@ func lifecycle(t *testing.T, setup harness.Setup, cycles int) {
 	// Stop and start, over and over: each start finds the grown device.
 	start := time.Now()
 	for i := 0; i < cycles; i++ {
-		if got := e.StartDf(id); !about(got, 42*G) {
+		if got := e.StartDf(id); !harness.About(got, 42*G) {
 			t.Fatalf("start %d: root filesystem %d bytes, want 42 GiB", i+2, got)
 		}
 	}
 	t.Logf("%d stop/start cycles at 42G in %v", cycles, time.Since(start))
 
 	e.Docker("restart", run)
-	if got := e.ExecRootSize(run); !about(got, 42*G) {
+	if got := e.ExecRootSize(run); !harness.About(got, 42*G) {
 		t.Fatalf("after docker restart: %d bytes", got)
 	}
 
@@ -78,11 +74,11 @@ func lifecycle(t *testing.T, setup harness.Setup, cycles int) {
 	if got := e.CachedSize(id); got != 42*G {
 		t.Fatalf("after a dockerd restart the engine's DeviceSize is %d, want 42 GiB", got)
 	}
-	if got := e.StartDf(id); !about(got, 42*G) {
+	if got := e.StartDf(id); !harness.About(got, 42*G) {
 		t.Fatalf("start after a dockerd restart: %d bytes", got)
 	}
 	e.Docker("start", run)
-	if got := e.ExecRootSize(run); !about(got, 42*G) {
+	if got := e.ExecRootSize(run); !harness.About(got, 42*G) {
 		t.Fatalf("running after a dockerd restart: %d bytes", got)
 	}
 
@@ -101,7 +97,7 @@ func TestDmSizeSurvivesPluginRestarts(t *testing.T) {
 	e.InstallDmsize()
 	id := e.Docker("create", "--network", "none", "--label", "dm.size=42G", "busybox", "df", "-P", "-k", "/")
 	dev := e.DeviceOf(id)
-	if got := e.StartDf(id); !about(got, 42*G) {
+	if got := e.StartDf(id); !harness.About(got, 42*G) {
 		t.Fatalf("first start: %d bytes", got)
 	}
 
@@ -118,7 +114,7 @@ func TestDmSizeSurvivesPluginRestarts(t *testing.T) {
 	e.WaitFor("the plugin to hold the grown device again", 60*time.Second, func() bool {
 		return harness.DeviceSectors(dev) == 42*G/512
 	})
-	if got := e.StartDf(id); !about(got, 42*G) {
+	if got := e.StartDf(id); !harness.About(got, 42*G) {
 		t.Fatalf("start after a plugin crash: %d bytes", got)
 	}
 
@@ -128,7 +124,7 @@ func TestDmSizeSurvivesPluginRestarts(t *testing.T) {
 	e.WaitFor("the plugin to hold the grown device again", 60*time.Second, func() bool {
 		return harness.DeviceSectors(dev) == 42*G/512
 	})
-	if got := e.StartDf(id); !about(got, 42*G) {
+	if got := e.StartDf(id); !harness.About(got, 42*G) {
 		t.Fatalf("start after plugin disable/enable: %d bytes", got)
 	}
 
@@ -145,7 +141,7 @@ func TestDmSizeSurvivesPluginRestarts(t *testing.T) {
 	// The first run may have seen the base size if docker run's start won the race; every
 	// restart after it must see 42G.
 	for i, l := range logs[1:] {
-		if got := harness.ParseDfKiB(t, l); !about(got, 42*G) {
+		if got := harness.ParseDfKiB(t, l); !harness.About(got, 42*G) {
 			t.Fatalf("restart %d: %d bytes (%q)", i+1, got, l)
 		}
 	}
@@ -177,7 +173,7 @@ func TestDmSizeBadLabels(t *testing.T) {
 			if n := harness.CountLines(e.DaemonLog(), name, "dm.size="+tc.label+" rejected"); n != 1 {
 				t.Fatalf("%d log lines about %s, want 1", n, name)
 			}
-			if got := e.ExecRootSize(id); !about(got, 10*G) {
+			if got := e.ExecRootSize(id); !harness.About(got, 10*G) {
 				t.Fatalf("container runs at %d bytes, want its base 10 GiB", got)
 			}
 			if state := e.Docker("inspect", "--format", "{{.State.Running}}", id); state != "true" {
@@ -196,7 +192,7 @@ func TestDmSizeStrictMode(t *testing.T) {
 	e.Strict()
 	for i := 0; i < 3; i++ {
 		out := e.Docker("run", "--rm", "--network", "none", "--label", "dm.size=42G", "busybox", "df", "-P", "-k", "/")
-		if got := harness.ParseDfKiB(t, out); !about(got, 42*G) {
+		if got := harness.ParseDfKiB(t, out); !harness.About(got, 42*G) {
 			t.Fatalf("strict docker run %d: first df %d bytes, want 42 GiB", i, got)
 		}
 	}
@@ -296,7 +292,7 @@ func TestDmSizeNeedsDeferredRemovalAndDeletion(t *testing.T) {
 			e.WaitFor("the plugin to refuse the container", 30*time.Second, func() bool {
 				return harness.CountLines(e.DaemonLog(), "nodeferred", c.words) > 0
 			})
-			if got := e.ExecRootSize(id); !about(got, 10*G) {
+			if got := e.ExecRootSize(id); !harness.About(got, 10*G) {
 				t.Fatalf("container runs at %d bytes, want its base 10 GiB", got)
 			}
 			dev := e.DeviceOf(id)
