@@ -34,19 +34,23 @@ unit:
 	$(GO) test -count=1 ./...
 
 ## plugin: the managed plugin's directories, no Docker needed: build/plugin (config.json +
-## rootfs) and build/plugin-lvm, the flavor that may also run the host's lvm (direct-lvm)
+## rootfs), build/plugin-lvm, the flavor that may also run the host's lvm (direct-lvm), and
+## build/plugin-containerd, the flavor that reads containerd's records (Docker 25+)
 plugin:
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BUILD)/bin/dmsize-plugin ./plugin
 	rootfs/assemble.sh $(BUILD)/plugin config.json $(BUILD)/bin/dmsize-plugin
 	$(GO) run ./rootfs/flavor lvm config.json > $(BUILD)/config-lvm.json
 	rootfs/assemble.sh $(BUILD)/plugin-lvm $(BUILD)/config-lvm.json $(BUILD)/bin/dmsize-plugin
+	$(GO) run ./rootfs/flavor containerd config.json > $(BUILD)/config-containerd.json
+	rootfs/assemble.sh $(BUILD)/plugin-containerd $(BUILD)/config-containerd.json $(BUILD)/bin/dmsize-plugin
 
-## push: publish REGISTRY/dmsize:VERSION, REGISTRY/dmsize-lvm:VERSION and both :latest, with
+## push: publish REGISTRY/dmsize:VERSION, REGISTRY/dmsize-lvm:VERSION, REGISTRY/dmsize-containerd:VERSION
+## and each :latest, with
 ## the Docker engine on this host (any storage driver)
 .PHONY: push
 push: plugin
 	@[ -n "$(REGISTRY)" ] || { echo "make push REGISTRY=registry.example.com/you VERSION=1.0.0" >&2; exit 2; }
-	rootfs/push.sh $(REGISTRY) $(VERSION) $(BUILD)/plugin $(BUILD)/plugin-lvm
+	rootfs/push.sh $(REGISTRY) $(VERSION) $(BUILD)/plugin $(BUILD)/plugin-lvm $(BUILD)/plugin-containerd
 
 ## cli: the dmsize command, build/bin/dmsize (static: copy it onto the host's PATH)
 .PHONY: cli
@@ -71,6 +75,7 @@ define payload
 	cp -r $(VM)/guest $(1)/guest
 	cp -r $(BUILD)/plugin $(1)/plugin
 	cp -r $(BUILD)/plugin-lvm $(1)/plugin-lvm
+	cp -r $(BUILD)/plugin-containerd $(1)/plugin-containerd
 	cp $(BUILD)/bin/dmsize $(1)/guest/dmsize
 	echo $(2) > $(1)/profile
 	printf "DMSIZE_RUN='%s'\nDMSIZE_SKIP='%s'\nDMSIZE_BENCH='%s'\nDMSIZE_BENCHTIME='%s'\n" '$(DMSIZE_RUN)' '$(DMSIZE_SKIP)' '$(DMSIZE_BENCH)' '$(DMSIZE_BENCHTIME)' > $(1)/env

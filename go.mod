@@ -8,6 +8,7 @@ require (
 	github.com/docker/go-units v0.5.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/sirupsen/logrus v1.10.2
+	go.etcd.io/bbolt v1.4.3
 	golang.org/x/sys v0.50.0
 )
 

@@ -65,6 +65,10 @@ type Storage struct {
 	// DataLoopFile and MetaLoopFile are loop-lvm's sparse files; empty for a pool on block
 	// devices (direct-lvm, or dm.thinpooldev on anything else).
 	DataLoopFile, MetaLoopFile string
+	// Snapshotter is the containerd snapshotter under the engine's containerd image store
+	// (Docker 25+: "driver-type" io.containerd.snapshotter.v1), e.g. "devmapper"; "" on a
+	// graph driver.
+	Snapshotter string
 }
 
 // Within returns the storage as seen where the engine's data root is mounted at root (a
@@ -86,6 +90,9 @@ func (s Storage) Within(root string) Storage {
 // Home is the graph driver's home, where its metadata directory lives.
 func (s Storage) Home() string { return strings.TrimSuffix(s.DataRoot, "/") + "/devicemapper" }
 
+// snapshotterType is the driver-type `docker info` shows for a containerd snapshotter.
+const snapshotterType = "io.containerd.snapshotter.v1"
+
 // Storage reads the engine's storage set-up.
 func (c *Client) Storage(ctx context.Context) (Storage, error) {
 	info, err := c.api.Info(ctx)
@@ -105,6 +112,10 @@ func (c *Client) Storage(ctx context.Context) (Storage, error) {
 			s.DataLoopFile = kv[1]
 		case "Metadata loop file":
 			s.MetaLoopFile = kv[1]
+		case "driver-type":
+			if kv[1] == snapshotterType {
+				s.Snapshotter = info.Driver
+			}
 		}
 	}
 	return s, nil

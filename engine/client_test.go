@@ -64,6 +64,21 @@ func TestStorage(t *testing.T) {
 	}
 }
 
+func TestStorageSnapshotter(t *testing.T) {
+	f := newFakeEngine(t, "1.45")
+	f.locked(func() {
+		f.info = system.Info{Driver: "devmapper", DockerRootDir: "/var/lib/docker", ServerVersion: "26.1.5",
+			DriverStatus: [][2]string{{"driver-type", "io.containerd.snapshotter.v1"}}}
+	})
+	s, err := f.client().Storage(ctxFor(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Snapshotter != "devmapper" || s.Driver != "devmapper" || s.PoolName != "" {
+		t.Errorf("Storage %+v, want the devmapper snapshotter and no graph-driver pool", s)
+	}
+}
+
 func TestStorageError(t *testing.T) {
 	f := newFakeEngine(t, "1.41")
 	f.locked(func() { f.fail["info"] = http.StatusInternalServerError })

@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dmsize/dmsize/backend/graphdriver"
+	"github.com/dmsize/dmsize/backend/snapshotter"
 	"github.com/dmsize/dmsize/driver/dm"
 	"github.com/dmsize/dmsize/engine"
 	"github.com/dmsize/dmsize/guard"
@@ -29,7 +30,7 @@ type app struct {
 	sizer atomic.Pointer[sizer.Sizer]
 	// guard, backend and metrics, once set up, for the control API.
 	guard   atomic.Pointer[guard.Guard]
-	backend atomic.Pointer[graphdriver.Backend]
+	backend atomic.Pointer[storageBackend]
 	metrics atomic.Pointer[metrics.Metrics]
 	// base is the engine's base device size, what a new container gets (strict mode).
 	base atomic.Int64
@@ -49,6 +50,19 @@ func (a *app) giveUp(log logrus.FieldLogger, err error, msg string) {
 	a.notReady.Store(&why)
 	log.Error(msg)
 }
+
+// storageBackend is a storage backend as the plugin wires it: the sizer's three interfaces,
+// and the base size strict mode checks labels against.
+type storageBackend interface {
+	sizer.Engine
+	sizer.Devices
+	sizer.Sizes
+	BaseSize() (int64, error)
+}
+
+// containerdRootMount is where the containerd flavor mounts containerd's root; the lvm flavor
+// sees it under HOST_ROOT.
+const containerdRootMount = "/var/lib/containerd"
 
 // dataRootMount is where config.json mounts the engine's data root (docker-root).
 const dataRootMount = "/var/lib/docker"
@@ -87,23 +101,13 @@ func (a *app) run(ctx context.Context) {
 		a.log.WithFields(logrus.Fields{"host": st.DataRoot, "plugin": dataRootMount}).Info("the engine's data root is mounted elsewhere in the plugin")
 	}
 	st = st.Within(dataRootMount)
-	log := a.log.WithFields(logrus.Fields{"engine": st.ServerVersion, "driver": st.Driver, "pool": st.PoolName})
-	if st.Driver != "devicemapper" {
-		a.giveUp(log, nil, fmt.Sprintf("the engine's storage driver is %q: dm.size labels are ignored (dmsize needs the devicemapper graph driver)", st.Driver))
-		return
-	}
-	refuse := graphdriver.Refusal(st)
-	if refuse != nil {
-		log.Error(refuse)
-	}
 	ctl, err := dm.Open()
 	if err != nil {
-		a.giveUp(log, err, "opening device-mapper; dmsize does nothing (does the plugin have /dev and CAP_SYS_ADMIN?)")
+		a.giveUp(a.log, err, "opening device-mapper; dmsize does nothing (does the plugin have /dev and CAP_SYS_ADMIN?)")
 		return
 	}
-	backend, err := graphdriver.New(eng, ctl, st)
-	if err != nil {
-		a.giveUp(log, err, "dmsize does nothing")
+	backend, st, refuse, log := a.backendFor(ctl, st)
+	if backend == nil {
 		return
 	}
 	store, err := sizer.OpenStore(a.cfg.StateDir, log)
@@ -117,12 +121,14 @@ func (a *app) run(ctx context.Context) {
 		policy.Ceiling = g.Ceiling
 		a.guard.Store(g)
 	}
-	a.backend.Store(backend)
+	a.backend.Store(&backend)
 	s := sizer.New(sizer.Config{Engine: backend, Devices: backend, Sizes: backend, Store: store, Policy: policy, Log: log, Obs: m, Refuse: refuse})
 	m.Sizer(func() float64 { return float64(s.Locks()) }, func() float64 { return float64(s.Queued()) }, func() float64 { return float64(backend.Holds()) })
 	a.metrics.Store(m) // on the control socket from now on (control.PathMetrics)
 	if base, err := backend.BaseSize(); err == nil {
 		a.base.Store(base)
+	} else {
+		log.WithError(err).Info("no base size yet; strict mode checks labels without it")
 	}
 	a.work.Add(1)
 	go func() {
@@ -134,6 +140,62 @@ func (a *app) run(ctx context.Context) {
 	eng.Follow(ctx, log, s.Reconcile, func(_ context.Context, ev engine.Event) {
 		s.Handle(sizer.Event{Action: ev.Action, ID: ev.ID, Labels: ev.Labels})
 	})
+}
+
+// backendFor sets up the backend of the engine's storage: the devicemapper graph driver, or
+// containerd's devmapper snapshotter. It returns the storage as the guard sees it (its pool),
+// the reason no container may grow (refuse), and a logger naming the engine; a nil backend
+// after giving up.
+func (a *app) backendFor(ctl *dm.Control, st engine.Storage) (storageBackend, engine.Storage, error, logrus.FieldLogger) {
+	log := a.log.WithFields(logrus.Fields{"engine": st.ServerVersion, "driver": st.Driver})
+	switch {
+	case st.Snapshotter == "devmapper":
+		root, snapRoot := containerdRootMount, a.cfg.SnapshotterRoot
+		if a.cfg.HostRoot != "" {
+			root = filepath.Join(a.cfg.HostRoot, containerdRootMount)
+			if snapRoot != "" {
+				snapRoot = filepath.Join(a.cfg.HostRoot, snapRoot)
+			}
+		}
+		b, err := snapshotter.New(a.eng, ctl, st, snapshotter.Config{ContainerdRoot: root, Root: snapRoot, StateDir: a.cfg.StateDir})
+		if err != nil {
+			a.giveUp(log, err, "containerd's devmapper snapshotter: dmsize does nothing (install the containerd or lvm flavor of the plugin)")
+			return nil, st, nil, log
+		}
+		st.PoolName = b.Name
+		st.DataLoopFile, st.MetaLoopFile = b.LoopFiles()
+		return b, st, nil, log.WithFields(logrus.Fields{"snapshotter": st.Snapshotter, "pool": st.PoolName})
+	case st.Driver == "devicemapper":
+		log = log.WithField("pool", st.PoolName)
+		refuse := graphdriver.Refusal(st)
+		if refuse != nil {
+			log.Error(refuse)
+		}
+		b, err := graphdriver.New(a.eng, ctl, st)
+		if err != nil {
+			a.giveUp(log, err, "dmsize does nothing")
+			return nil, st, nil, log
+		}
+		return b, st, refuse, log
+	}
+	a.giveUp(log, nil, fmt.Sprintf("the engine's storage driver is %q: dm.size labels are ignored (dmsize needs the devicemapper graph driver, or containerd's devmapper snapshotter)", st.Driver))
+	return nil, st, nil, log
+}
+
+// repairBeforeServing gives snapshot devices back the sizes dmsize gave them, where containerd
+// re-created them smaller (after a reboot). It runs before the plugin answers the engine: the
+// engine enables its plugins before it starts the containers with a restart policy. It needs
+// only dmsize's own records and device-mapper, not the engine's API, which is not up yet.
+func repairBeforeServing(cfg config, log logrus.FieldLogger) {
+	ctl, err := dm.Open()
+	if err != nil {
+		log.WithError(err).Error("opening device-mapper to restore snapshot sizes; they are restored once the engine is up")
+		return
+	}
+	defer ctl.Close()
+	if n := snapshotter.Repair(ctl, cfg.StateDir, log); n > 0 {
+		log.WithField("devices", n).Info("restored the sizes of snapshot devices containerd re-created")
+	}
 }
 
 // startGuard starts the pool guard on its own device-mapper handle; nil if it cannot run.

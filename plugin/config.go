@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,9 @@ type config struct {
 
 	Guard    guard.Policy // GUARD, GUARD_THRESHOLD, GUARD_STEP, MAX_POOL_SIZE, MIN_HOST_FREE, GUARD_INTERVAL
 	HostRoot string       // HOST_ROOT: the host's / as the plugin sees it, for the host's lvm; set only in the lvm flavor
+	// SnapshotterRoot: SNAPSHOTTER_ROOT, containerd's devmapper snapshotter's root_path on the
+	// host when not containerd's default; "" for the default.
+	SnapshotterRoot string
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -53,6 +57,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		c.Overcommit = f
 	}
 	c.HostRoot = get("HOST_ROOT", "")
+	if c.SnapshotterRoot = get("SNAPSHOTTER_ROOT", ""); c.SnapshotterRoot != "" && !strings.HasPrefix(filepath.Clean(c.SnapshotterRoot)+"/", "/var/lib/containerd/") {
+		return c, fmt.Errorf("SNAPSHOTTER_ROOT=%q: must be under containerd's root, /var/lib/containerd (the plugin sees nothing else of containerd's; containerd-root.source moves that root)", c.SnapshotterRoot)
+	}
 	c.Guard = guard.DefaultPolicy()
 	switch g := get("GUARD", "on"); g {
 	case "on":

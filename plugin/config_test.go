@@ -22,17 +22,22 @@ func TestLoadConfig(t *testing.T) {
 	if err != nil || c.Guard.Extend || c.Guard.Threshold != 0.7 || c.Guard.Step.Bytes != 2<<30 || c.Guard.MaxData != 500<<30 || c.Guard.MinHostFree != 0 || c.Guard.Interval.Seconds() != 30 {
 		t.Fatalf("guard set: %+v, %v", c.Guard, err)
 	}
+	if c, err := loadConfig(env(map[string]string{"SNAPSHOTTER_ROOT": "/var/lib/containerd/devmapper"})); err != nil || c.SnapshotterRoot != "/var/lib/containerd/devmapper" {
+		t.Fatalf("SNAPSHOTTER_ROOT: %+v, %v", c, err)
+	}
 	for kv, want := range map[[2]string]string{
-		{"MODE", "sometimes"}:      "MODE",
-		{"MAX_SIZE", "lots"}:       "MAX_SIZE",
-		{"GUARD", "maybe"}:         "GUARD",
-		{"GUARD_THRESHOLD", "100"}: "GUARD_THRESHOLD",
-		{"GUARD_THRESHOLD", "x"}:   "GUARD_THRESHOLD",
-		{"GUARD_STEP", "0%"}:       "GUARD_STEP",
-		{"GUARD_STEP", "-2G"}:      "GUARD_STEP",
-		{"MAX_POOL_SIZE", "big"}:   "MAX_POOL_SIZE",
-		{"MIN_HOST_FREE", "some"}:  "MIN_HOST_FREE",
-		{"GUARD_INTERVAL", "1ms"}:  "GUARD_INTERVAL",
+		{"MODE", "sometimes"}:                            "MODE",
+		{"MAX_SIZE", "lots"}:                             "MAX_SIZE",
+		{"GUARD", "maybe"}:                               "GUARD",
+		{"GUARD_THRESHOLD", "100"}:                       "GUARD_THRESHOLD",
+		{"GUARD_THRESHOLD", "x"}:                         "GUARD_THRESHOLD",
+		{"GUARD_STEP", "0%"}:                             "GUARD_STEP",
+		{"GUARD_STEP", "-2G"}:                            "GUARD_STEP",
+		{"MAX_POOL_SIZE", "big"}:                         "MAX_POOL_SIZE",
+		{"MIN_HOST_FREE", "some"}:                        "MIN_HOST_FREE",
+		{"GUARD_INTERVAL", "1ms"}:                        "GUARD_INTERVAL",
+		{"SNAPSHOTTER_ROOT", "/srv/ctrd"}:                "SNAPSHOTTER_ROOT",
+		{"SNAPSHOTTER_ROOT", "/var/lib/containerd/../x"}: "SNAPSHOTTER_ROOT",
 	} {
 		if _, err := loadConfig(env(map[string]string{kv[0]: kv[1]})); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s=%s: %v", kv[0], kv[1], err)

@@ -197,11 +197,12 @@ func (a *app) handlePool(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
-	g, b := a.guard.Load(), a.backend.Load()
+	g, bp := a.guard.Load(), a.backend.Load()
 	if g == nil {
 		fail(w, http.StatusServiceUnavailable, control.KindUnavailable, "the pool guard is not running (see dockerd's log)")
 		return
 	}
+	b := *bp
 	st := g.Status()
 	out := control.Pool{Name: st.Pool, Kind: st.Kind, DataUsedBytes: st.Usage.DataUsed, DataSizeBytes: st.Usage.DataTotal,
 		MetaUsedBytes: st.Usage.MetaUsed, MetaSizeBytes: st.Usage.MetaTotal, Mode: st.Usage.Mode, RoomBytes: st.Room,

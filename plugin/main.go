@@ -48,6 +48,7 @@ func main() {
 	log := logrus.WithField("plugin", "dmsize")
 	a := &app{cfg: cfg, log: log}
 
+	repairBeforeServing(cfg, log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go a.run(ctx)

@@ -1,11 +1,12 @@
 #!/bin/bash
 # Publishes the managed plugin to a registry: REGISTRY/dmsize:VERSION and REGISTRY/dmsize:latest
-# from DIR, and the lvm flavor as REGISTRY/dmsize-lvm:VERSION and :latest from LVM_DIR. Needs a
-# Docker engine (any storage driver) that may push to REGISTRY (`docker login` first if it asks).
+# from DIR, the lvm flavor as REGISTRY/dmsize-lvm:VERSION and :latest from LVM_DIR, and the
+# containerd flavor as REGISTRY/dmsize-containerd:… from CONTAINERD_DIR. Needs a Docker engine
+# (any storage driver) that may push to REGISTRY (`docker login` first if it asks).
 #
-#   rootfs/push.sh REGISTRY VERSION DIR [LVM_DIR]        (make push REGISTRY=… VERSION=…)
+#   rootfs/push.sh REGISTRY VERSION DIR [LVM_DIR [CONTAINERD_DIR]]   (make push REGISTRY=… VERSION=…)
 set -euo pipefail
-reg=${1:?usage: push.sh REGISTRY VERSION DIR [LVM_DIR]} ver=${2:?} dir=${3:?} lvm=${4:-}
+reg=${1:?usage: push.sh REGISTRY VERSION DIR [LVM_DIR [CONTAINERD_DIR]]} ver=${2:?} dir=${3:?} lvm=${4:-} ctrd=${5:-}
 [ -f "$dir/config.json" ] || { echo "push: $dir has no config.json (make plugin)" >&2; exit 2; }
 
 push() { # push NAME DIR: create, push, and remove the local copy again
@@ -29,5 +30,8 @@ for tag in "$ver" latest; do
 	push "$reg/dmsize:$tag" "$dir"
 	if [ -n "$lvm" ]; then
 		push "$reg/dmsize-lvm:$tag" "$lvm"
+	fi
+	if [ -n "$ctrd" ]; then
+		push "$reg/dmsize-containerd:$tag" "$ctrd"
 	fi
 done

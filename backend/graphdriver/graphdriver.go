@@ -10,12 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
+	"github.com/dmsize/dmsize/backend/thinpool"
 	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/fs"
 	"github.com/dmsize/dmsize/driver/size"
-	"github.com/dmsize/dmsize/driver/thin"
 	"github.com/dmsize/dmsize/engine"
 	"github.com/dmsize/dmsize/engine/devmeta"
 	"github.com/dmsize/dmsize/sizer"
@@ -23,10 +21,9 @@ import (
 
 // Backend implements sizer.Engine, sizer.Devices and sizer.Sizes for one engine.
 type Backend struct {
+	*thinpool.Pool
 	eng     *engine.Client
-	ctl     *dm.Control
 	storage engine.Storage
-	pool    dm.Dev
 	holds   *Holder
 }
 
@@ -60,11 +57,11 @@ func New(eng *engine.Client, ctl *dm.Control, st engine.Storage) (*Backend, erro
 	if st.Driver != "devicemapper" {
 		return nil, fmt.Errorf("the engine's storage driver is %q; dmsize sizes devicemapper thin devices", st.Driver)
 	}
-	info, err := ctl.Info(st.PoolName)
+	pool, err := thinpool.Open(ctl, st.PoolName)
 	if err != nil {
-		return nil, fmt.Errorf("the engine's thin pool %q: %w", st.PoolName, err)
+		return nil, fmt.Errorf("the engine's %w", err)
 	}
-	b := &Backend{eng: eng, ctl: ctl, storage: st, pool: info.Dev, holds: NewHolder()}
+	b := &Backend{Pool: pool, eng: eng, storage: st, holds: NewHolder()}
 	return b, b.removeStaging()
 }
 
@@ -72,18 +69,11 @@ func New(eng *engine.Client, ctl *dm.Control, st engine.Storage) (*Backend, erro
 
 // Container inspects a container.
 func (b *Backend) Container(ctx context.Context, ref string) (sizer.Container, error) {
-	c, err := b.eng.Container(ctx, ref)
-	if errors.Is(err, engine.ErrNotFound) {
-		return sizer.Container{}, fmt.Errorf("%w: %w", sizer.ErrNotFound, err)
-	}
-	if err != nil {
-		return sizer.Container{}, err
-	}
-	out := sizer.Container{ID: c.ID, Name: c.Name, Labels: c.Labels, Running: c.Running, State: c.State, ReadOnly: c.ReadonlyRootfs}
-	if c.Driver == "devicemapper" {
+	c, out, err := thinpool.Inspect(ctx, b.eng, ref)
+	if err == nil && c.Driver == "devicemapper" {
 		out.Device, out.DeviceID, out.Cached = c.DeviceName, c.DeviceID, c.DeviceSize
 	}
-	return out, nil
+	return out, err
 }
 
 // SizedContainers lists the labelled containers.
@@ -96,33 +86,7 @@ func (b *Backend) MountRootfs(ctx context.Context, id string) sizer.Mount {
 	return b.eng.HoldMounted(ctx, id)
 }
 
-// --- sizer.Devices
-
-// State reads the device's state; its size only from a thin table on the engine's pool.
-func (b *Backend) State(name string) (sizer.DeviceState, error) {
-	info, err := b.ctl.Info(name)
-	if errors.Is(err, dm.ErrNotFound) {
-		return sizer.DeviceState{}, nil
-	}
-	if err != nil {
-		return sizer.DeviceState{}, err
-	}
-	st := sizer.DeviceState{Exists: true, Active: info.LiveTable && !info.Suspended, Opens: info.OpenCount, Deferred: info.DeferredRemove}
-	if st.Active {
-		_, sectors, err := thin.CheckDevice(b.ctl, name, b.pool)
-		if err != nil {
-			return st, err
-		}
-		st.Size = int64(sectors) * size.Sector
-	}
-	return st, nil
-}
-
-// Grow grows an active thin device's table.
-func (b *Backend) Grow(name string, sz int64) (time.Duration, error) {
-	g, err := thin.GrowDevice(b.ctl, name, b.pool, sz)
-	return g.Stall, err
-}
+// --- sizer.Devices (State, Grow, GrowFS, FS and PoolData: thinpool.Pool)
 
 // stagingSuffix names the temporary device Activate builds before renaming it into place.
 const stagingSuffix = ".dmsize-activate"
@@ -133,24 +97,24 @@ const stagingSuffix = ".dmsize-activate"
 // device meanwhile, the rename fails and the temporary device is removed.
 func (b *Backend) Activate(name string, deviceID int, sz int64) error {
 	tmp := name + stagingSuffix
-	if _, err := b.ctl.Info(tmp); err == nil {
-		if err := b.ctl.Remove(tmp, false); err != nil {
+	if _, err := b.Ctl.Info(tmp); err == nil {
+		if err := b.Ctl.Remove(tmp, false); err != nil {
 			return err
 		}
 	}
-	if _, err := b.ctl.Create(tmp, ""); err != nil {
+	if _, err := b.Ctl.Create(tmp, ""); err != nil {
 		return err
 	}
-	t := dm.Target{Start: 0, Length: uint64(sz / size.Sector), Type: "thin", Params: dm.ThinTable{PoolDev: b.pool.String(), DevID: uint64(deviceID)}.String()}
-	err := b.ctl.Load(tmp, []dm.Target{t})
+	t := dm.Target{Start: 0, Length: uint64(sz / size.Sector), Type: "thin", Params: dm.ThinTable{PoolDev: b.Dev.String(), DevID: uint64(deviceID)}.String()}
+	err := b.Ctl.Load(tmp, []dm.Target{t})
 	if err == nil {
-		err = b.ctl.Resume(tmp)
+		err = b.Ctl.Resume(tmp)
 	}
 	if err == nil {
-		err = b.ctl.Rename(tmp, name)
+		err = b.Ctl.Rename(tmp, name)
 	}
 	if err != nil {
-		b.ctl.Remove(tmp, false)
+		b.Ctl.Remove(tmp, false)
 		return err
 	}
 	return nil
@@ -159,24 +123,18 @@ func (b *Backend) Activate(name string, deviceID int, sz int64) error {
 // removeStaging removes temporary devices an interrupted Activate left: each maps a thin device
 // the engine may want to delete.
 func (b *Backend) removeStaging() error {
-	list, err := b.ctl.List()
+	list, err := b.Ctl.List()
 	if err != nil {
 		return err
 	}
 	for _, d := range list {
 		if strings.HasSuffix(d.Name, stagingSuffix) {
-			if err := b.ctl.Remove(d.Name, false); err != nil {
+			if err := b.Ctl.Remove(d.Name, false); err != nil {
 				return fmt.Errorf("removing %s, left by an interrupted activation: %w", d.Name, err)
 			}
 		}
 	}
 	return nil
-}
-
-// GrowFS grows the filesystem on an active device.
-func (b *Backend) GrowFS(name string, sz int64) (time.Duration, error) {
-	r, err := fs.Grow(dm.Node(name), sz)
-	return r.Duration, err
 }
 
 // Hold keeps the device open. The engine's activation waits for udev's node in the host's
@@ -185,11 +143,11 @@ func (b *Backend) Hold(name string) error {
 	if b.holds.Held(name) {
 		return nil
 	}
-	info, err := b.ctl.Info(name)
+	info, err := b.Ctl.Info(name)
 	if err != nil {
 		return err
 	}
-	if err := dm.EnsureNode(name, info.Dev, b.ctl.NodeWait); err != nil {
+	if err := dm.EnsureNode(name, info.Dev, b.Ctl.NodeWait); err != nil {
 		return err
 	}
 	return b.holds.Hold(name)
@@ -201,24 +159,8 @@ func (b *Backend) Release(name string) bool { return b.holds.Release(name) }
 // Held tells whether dmsize holds the device.
 func (b *Backend) Held(name string) bool { return b.holds.Held(name) }
 
-// FS reads the filesystem on an active device (statfs when mounted, else its superblock).
-func (b *Backend) FS(name string) (int64, int64, error) {
-	u, err := fs.UsageOf(dm.Node(name))
-	return u.Size, u.Used, err
-}
-
 // Holds is the number of devices held.
 func (b *Backend) Holds() int { return b.holds.Count() }
-
-// PoolData reads the pool's data size without a metadata commit.
-func (b *Backend) PoolData() (int64, error) {
-	p, err := thin.ReadPoolNoFlush(b.ctl, b.storage.PoolName)
-	if err != nil {
-		return 0, err
-	}
-	_, total := p.DataBytes()
-	return total, nil
-}
 
 // --- sizer.Sizes
 

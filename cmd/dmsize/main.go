@@ -50,6 +50,9 @@ Commands:
       the plugin's Prometheus metrics, once on stdout, or served at http://ADDR/metrics
   version
       the CLI's and the plugin's versions
+  containerd-sync [--install-unit]
+      Docker 25+ on containerd's devmapper snapshotter, on the host before containerd starts:
+      write the sizes dmsize gave into containerd's records (a systemd ExecStartPre)
 
 SIZE is Docker's size grammar, binary units: 42G = 42×2³⁰ bytes, 1.5T, 512M.
 --format json prints exact bytes.
@@ -132,6 +135,8 @@ func (a *app) dispatch(ctx context.Context, args []string) error {
 		return a.metrics(ctx, args)
 	case "version":
 		return a.version(ctx, args)
+	case "containerd-sync":
+		return a.containerdSync(ctx, args)
 	case "help":
 		fmt.Fprintf(a.stdout, mainUsage, flagHelp(fs, true))
 		return nil

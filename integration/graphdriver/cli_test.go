@@ -47,7 +47,7 @@ func TestCLIGrowOnline(t *testing.T) {
 			if !strings.Contains(out, "10GiB -> 20GiB") {
 				t.Fatalf("grow said %q", out)
 			}
-			if got := e.ExecRootSize(id); !about(got, 20*G) {
+			if got := e.ExecRootSize(id); !harness.About(got, 20*G) {
 				t.Fatalf("df inside after the grow: %d bytes, want 20 GiB", got)
 			}
 			time.Sleep(2 * time.Second)
@@ -76,7 +76,7 @@ func TestCLI(t *testing.T) {
 	// A created container, never started: sized before its first start.
 	created := e.Docker("create", "--name", "created", "--network", "none", "busybox", "df", "-P", "-k", "/")
 	cli(t, 0, "grow", "created", "15G")
-	if got := e.StartDf(created); !about(got, 15*G) {
+	if got := e.StartDf(created); !harness.About(got, 15*G) {
 		t.Fatalf("first start of a grown created container: %d bytes", got)
 	}
 
@@ -88,7 +88,7 @@ func TestCLI(t *testing.T) {
 	e.Docker("plugin", "disable", harness.Plugin)
 	e.Docker("plugin", "enable", harness.Plugin)
 	e.WaitFor("the plugin to hold the grown device again", time.Minute, func() bool { return harness.DeviceSectors(dev) == 25*G/512 })
-	if got := e.StartDf(labelled); !about(got, 25*G) {
+	if got := e.StartDf(labelled); !harness.About(got, 25*G) {
 		t.Fatalf("labelled container after grow and a plugin restart: %d bytes", got)
 	}
 
@@ -164,11 +164,11 @@ func TestCLI(t *testing.T) {
 	e.Restart()
 	e.WaitFor("the plugin to come back", time.Minute, func() bool { return harness.PluginPID() != 0 })
 	e.Docker("start", run)
-	if got := e.ExecRootSize(run); !about(got, 20*G) {
+	if got := e.ExecRootSize(run); !harness.About(got, 20*G) {
 		t.Fatalf("web after a dockerd restart: %d bytes", got)
 	}
 	for id, want := range map[string]int64{created: 15 * G, labelled: 25 * G} {
-		if got := e.StartDf(id); !about(got, want) {
+		if got := e.StartDf(id); !harness.About(got, want) {
 			t.Fatalf("%s after a dockerd restart: %d bytes, want %d", id[:12], got, want)
 		}
 	}

@@ -37,9 +37,9 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 	harness.MustRun(t, "dmsize-engine", "registry")
 	p := harness.Payload()
 	start := time.Now()
-	harness.MustRun(t, "dmsize-push", registry, "v1", p+"/plugin", p+"/plugin-lvm")
+	harness.MustRun(t, "dmsize-push", registry, "v1", p+"/plugin", p+"/plugin-lvm", p+"/plugin-containerd")
 	harness.MustRun(t, "dmsize-push", registry, "v2", p+"/plugin-next")
-	t.Logf("pushed dmsize:v1, :latest, dmsize-lvm:v1, :latest, then dmsize:v2, :latest in %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("pushed dmsize:v1, :latest, dmsize-lvm:v1, :latest, dmsize-containerd:v1, :latest, then dmsize:v2, :latest in %v", time.Since(start).Round(time.Millisecond))
 	e.ImportBusybox()
 
 	// What each flavor asks for at install.
@@ -48,6 +48,14 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 		t.Errorf("lvm flavor asks for %s", got)
 	}
 	e.Docker("plugin", "rm", "lvm-flavor")
+	e.Docker("plugin", "install", "--grant-all-permissions", "--disable", "--alias", "containerd-flavor", registry+"/dmsize-containerd:v1")
+	if got := privileges(e, "containerd-flavor"); got != "pidhost=false ipchost=false network= caps=CAP_MKNOD,CAP_SYS_ADMIN,CAP_SYS_RESOURCE" {
+		t.Errorf("containerd flavor asks for %s", got)
+	}
+	if got := e.Docker("plugin", "inspect", "--format", "{{range .Config.Mounts}}{{.Name}}={{.Source}} {{end}}", "containerd-flavor"); got != "dev=/dev docker-root=/var/lib/docker docker-socket=/var/run/docker.sock containerd-root=/var/lib/containerd" {
+		t.Errorf("containerd flavor mounts %s", got)
+	}
+	e.Docker("plugin", "rm", "containerd-flavor")
 
 	// Every setting not exercised elsewhere in the suite, at install time. The engine's socket
 	// by another path: a hard link to the socket reaches the same listener.
@@ -86,7 +94,7 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 	if out, errOut, code := harness.CLI("grow", "upg-running", "24G"); code != 0 {
 		t.Fatalf("dmsize grow: exit %d: %s %s", code, out, errOut)
 	}
-	if got := e.ExecRootSize(run); !about(got, 24*G) {
+	if got := e.ExecRootSize(run); !harness.About(got, 24*G) {
 		t.Fatalf("upg-running at %d bytes after dmsize grow 24G", got)
 	}
 	out, errOut, code := harness.CLI("pool", "status")
@@ -155,10 +163,10 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 		t.Fatalf("dmsize version after the upgrade: exit %d: %s %s", code, v, errOut)
 	}
 	e.Docker("start", stopped)
-	if got := e.ExecRootSize(stopped); !about(got, 20*G) {
+	if got := e.ExecRootSize(stopped); !harness.About(got, 20*G) {
 		t.Fatalf("upg-stopped starts at %d bytes after the upgrade, want 20G", got)
 	}
-	if got := e.ExecRootSize(run); !about(got, 24*G) {
+	if got := e.ExecRootSize(run); !harness.About(got, 24*G) {
 		t.Fatalf("upg-running at %d bytes after the upgrade, want 24G", got)
 	}
 	for _, id := range []string{run, stopped} {

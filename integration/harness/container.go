@@ -34,3 +34,7 @@ func ParseDfKiB(t interface {
 
 // GiB is 2^30 bytes, the G of Docker's size grammar.
 const GiB = int64(1) << 30
+
+// About says a root filesystem of got bytes is what a device of want bytes gives: the
+// filesystem keeps a few percent for itself.
+func About(got, want int64) bool { return got <= want && got >= want*95/100 }

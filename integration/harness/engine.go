@@ -79,10 +79,14 @@ func Payload() string {
 func PluginDir() string { return filepath.Join(Payload(), "plugin") }
 
 // PluginDirFor is the plugin flavor a set-up needs: the lvm flavor (build/plugin-lvm) for
-// direct-lvm, whose guard runs the host's lvm; the default one for every other.
+// direct-lvm, whose guard runs the host's lvm; the containerd flavor (build/plugin-containerd)
+// for containerd's devmapper snapshotter; the default one for every other.
 func PluginDirFor(s Setup) string {
-	if s.Kind == "direct-lvm" {
+	switch s.Kind {
+	case "direct-lvm":
 		return filepath.Join(Payload(), "plugin-lvm")
+	case "containerd-devmapper":
+		return filepath.Join(Payload(), "plugin-containerd")
 	}
 	return PluginDir()
 }
@@ -132,6 +136,18 @@ func (e *Engine) TryDocker(args ...string) (string, error) {
 
 // Restart stops dockerd and starts it again with the same set-up; pools and devices persist.
 func (e *Engine) Restart() { e.t.Helper(); MustRun(e.t, "dmsize-engine", "restart") }
+
+// Reboot is a host reboot as the containerd-devmapper set-up's devices see it: daemons, shims
+// and plugins killed, every snapshot device removed, containerd then dockerd started again.
+// With sync, `dmsize containerd-sync` runs before containerd starts, as the systemd drop-in
+// does; its output is returned.
+func (e *Engine) Reboot(sync bool) string {
+	e.t.Helper()
+	if sync {
+		return MustRun(e.t, "dmsize-engine", "reboot", "--sync")
+	}
+	return MustRun(e.t, "dmsize-engine", "reboot")
+}
 
 // ImportBusybox imports busybox:latest from the guest's static busybox.
 func (e *Engine) ImportBusybox() { e.t.Helper(); MustRun(e.t, "dmsize-engine", "busybox") }

@@ -71,3 +71,40 @@ func TestLVMFlavor(t *testing.T) {
 		t.Error("a config without linux did not fail")
 	}
 }
+
+// The containerd flavor is the default config plus containerd's root, and nothing else.
+func TestContainerdFlavor(t *testing.T) {
+	in, err := os.ReadFile("../../config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := containerd(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var def, got map[string]any
+	if err := json.Unmarshal(in, &def); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	mounts := got["mounts"].([]any)
+	if len(mounts) != len(def["mounts"].([]any))+1 {
+		t.Fatalf("mounts %v, want the default ones and containerd-root", mounts)
+	}
+	m := mounts[len(mounts)-1].(map[string]any)
+	if m["name"] != "containerd-root" || m["source"] != "/var/lib/containerd" || m["destination"] != "/var/lib/containerd" {
+		t.Errorf("containerd-root mount %v", m)
+	}
+	for _, k := range []string{"linux", "env", "interface", "entrypoint"} {
+		a, _ := json.Marshal(def[k])
+		b, _ := json.Marshal(got[k])
+		if string(a) != string(b) {
+			t.Errorf("%s differs from the default flavor's:\n%s\n%s", k, a, b)
+		}
+	}
+	if _, err := containerd(out); err == nil {
+		t.Error("deriving the containerd flavor twice: no error")
+	}
+}

@@ -1,0 +1,311 @@
+// Package snapshotter is the sizer's backend for Docker 25+ on containerd's devmapper
+// snapshotter (the containerd image store): the engine's API for containers, containerd's
+// records (read from copies) for each container's thin device, device-mapper for the devices.
+//
+// containerd keeps a snapshot's device active for the snapshot's whole life, never reloads an
+// active device's table, and re-creates a device at the size in its records only when it finds
+// it absent at its start (a reboot). So a device grown in place stays grown; dmsize records
+// the size it gave (sizes.go) and gives it back after containerd re-created it. dmsize never
+// activates, holds or removes a snapshot device: containerd does, and `docker rm` removes it
+// with `dmsetup remove --force`.
+package snapshotter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/dmsize/dmsize/backend/thinpool"
+	"github.com/dmsize/dmsize/driver/dm"
+	"github.com/dmsize/dmsize/driver/thin"
+	"github.com/dmsize/dmsize/engine"
+	"github.com/dmsize/dmsize/sizer"
+)
+
+// Engine is what the backend asks the container engine.
+type Engine interface {
+	Container(ctx context.Context, ref string) (engine.Container, error)
+	SizedContainers(ctx context.Context) ([]string, error)
+}
+
+// Config says where containerd's records are, as the plugin sees them.
+type Config struct {
+	// ContainerdRoot is containerd's root directory (its "root", /var/lib/containerd).
+	ContainerdRoot string
+	// Root is the snapshotter's root_path; "" for containerd's default under ContainerdRoot.
+	Root string
+	// StateDir is dmsize's state directory (the sizes it gave, SizesDir).
+	StateDir string
+}
+
+// DefaultRoot is the devmapper snapshotter's root_path when its configuration names none.
+func DefaultRoot(containerdRoot string) string {
+	return filepath.Join(containerdRoot, "io.containerd.snapshotter.v1.devmapper")
+}
+
+// Backend implements sizer.Engine, sizer.Devices and sizer.Sizes for one engine on containerd's
+// devmapper snapshotter.
+type Backend struct {
+	*thinpool.Pool
+	eng         Engine
+	snapshotter string // the engine's storage driver: containerd's name of the snapshotter
+	records     Records
+	sizes       sizeStore
+
+	mu      sync.Mutex
+	devices map[string]string // container ID -> its device: a snapshot's device never changes
+}
+
+var (
+	_ sizer.Engine  = (*Backend)(nil)
+	_ sizer.Devices = (*Backend)(nil)
+	_ sizer.Sizes   = (*Backend)(nil)
+)
+
+// New finds the snapshotter's pool from its records, and drops the sizes of devices containerd
+// no longer has.
+func New(eng Engine, ctl *dm.Control, st engine.Storage, cfg Config) (*Backend, error) {
+	if st.Snapshotter != "devmapper" {
+		return nil, fmt.Errorf("the engine's storage is %q (snapshotter %q); this backend sizes containerd's devmapper snapshots", st.Driver, st.Snapshotter)
+	}
+	root := cfg.Root
+	if root == "" {
+		root = DefaultRoot(cfg.ContainerdRoot)
+	}
+	pool, err := poolName(root)
+	if err != nil {
+		return nil, err
+	}
+	p, err := thinpool.Open(ctl, pool)
+	if err != nil {
+		return nil, fmt.Errorf("containerd's devmapper snapshotter: %w", err)
+	}
+	b := &Backend{
+		Pool: p, eng: eng, snapshotter: st.Snapshotter,
+		records: Records{MetaDB: MetaDB(cfg.ContainerdRoot), Root: root, Pool: pool, Namespace: "moby", Snapshotter: st.Snapshotter},
+		sizes:   sizeStore{SizesDir(cfg.StateDir)},
+		devices: map[string]string{},
+	}
+	if _, err := os.Stat(b.records.MetaDB); err != nil {
+		return nil, fmt.Errorf("containerd's metadata (is containerd's root mounted in the plugin?): %w", err)
+	}
+	return b, b.prune()
+}
+
+// poolName is the pool whose device database is in the snapshotter's root: <pool_name>.db,
+// next to the snapshotter's own metadata.db.
+func poolName(root string) (string, error) {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return "", fmt.Errorf("containerd's devmapper snapshotter root (its root_path): %w", err)
+	}
+	var pools []string
+	for _, e := range ents {
+		if n := e.Name(); strings.HasSuffix(n, ".db") && n != "metadata.db" {
+			pools = append(pools, strings.TrimSuffix(n, ".db"))
+		}
+	}
+	if len(pools) != 1 {
+		return "", fmt.Errorf("containerd's devmapper snapshotter root %s holds %d pool databases (%s), want 1", root, len(pools), strings.Join(pools, ", "))
+	}
+	return pools[0], nil
+}
+
+// prune drops the sizes of devices containerd no longer records (removed containers): a name
+// is never reused, so such a size can never apply again.
+func (b *Backend) prune() error {
+	devs, err := b.records.Devices()
+	if err != nil {
+		return err
+	}
+	all, _ := b.sizes.all()
+	for _, r := range all {
+		if _, ok := devs[r.Device]; !ok && r.Pool == b.Name {
+			if err := b.sizes.remove(r.Device); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// --- sizer.Engine
+
+// Container inspects a container and finds its snapshot's device in containerd's records.
+func (b *Backend) Container(ctx context.Context, ref string) (sizer.Container, error) {
+	c, out, err := thinpool.Inspect(ctx, b.eng, ref)
+	if err != nil || c.Driver != b.snapshotter {
+		return out, err
+	}
+	dev, err := b.device(c.ID)
+	if err != nil || dev == "" {
+		return out, err
+	}
+	devs, err := b.records.Devices()
+	if err != nil {
+		return out, err
+	}
+	d, ok := devs[dev]
+	if !ok {
+		return out, fmt.Errorf("containerd has no record of device %s of container %s", dev, c.Name)
+	}
+	out.Device, out.DeviceID, out.Cached = dev, int(d.DeviceID), int64(d.Size)
+	return out, nil
+}
+
+// device is the container's rootfs device; "" while containerd has no snapshot for it.
+func (b *Backend) device(id string) (string, error) {
+	b.mu.Lock()
+	dev, ok := b.devices[id]
+	b.mu.Unlock()
+	if ok {
+		return dev, nil
+	}
+	dev, err := b.records.Device(id)
+	if err != nil || dev == "" {
+		return "", err
+	}
+	b.mu.Lock()
+	b.devices[id] = dev
+	b.mu.Unlock()
+	return dev, nil
+}
+
+// SizedContainers lists the labelled containers.
+func (b *Backend) SizedContainers(ctx context.Context) ([]string, error) {
+	return b.eng.SizedContainers(ctx)
+}
+
+// MountRootfs is never needed: containerd keeps a snapshot's device active while the snapshot
+// exists, stopped container or not, so the sizer grows it in place.
+func (b *Backend) MountRootfs(context.Context, string) sizer.Mount {
+	return failedMount{errors.New("containerd keeps snapshot devices active: an absent one was deactivated outside containerd; it is sized when containerd activates it again")}
+}
+
+type failedMount struct{ err error }
+
+func (m failedMount) Done() <-chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+func (m failedMount) Err() error     { return m.err }
+func (m failedMount) Release() error { return nil }
+
+// --- sizer.Devices (State, Grow, GrowFS, FS and PoolData: thinpool.Pool)
+
+// ErrActivate: dmsize never activates a snapshot device. containerd activates the absent
+// devices it records as active when it starts, and a device of dmsize's there at that moment
+// would make containerd's activation fail, and its snapshotter with it.
+var ErrActivate = errors.New("containerd activates snapshot devices when it starts; dmsize never does")
+
+// Activate refuses: ErrActivate.
+func (b *Backend) Activate(string, int, int64) error { return ErrActivate }
+
+// Hold does nothing: containerd does not deactivate a device at the container's stop, and
+// removes it by force at `docker rm`.
+func (b *Backend) Hold(string) error { return nil }
+
+// Release forgets the size of a device containerd no longer has.
+func (b *Backend) Release(name string) bool {
+	devs, err := b.records.Devices()
+	if err != nil {
+		return false
+	}
+	if _, ok := devs[name]; !ok {
+		b.sizes.remove(name)
+	}
+	b.mu.Lock()
+	for id, dev := range b.devices {
+		if dev == name {
+			delete(b.devices, id)
+		}
+	}
+	b.mu.Unlock()
+	return false
+}
+
+// Holds is 0: nothing is held on this backend.
+func (b *Backend) Holds() int { return 0 }
+
+// Held is false: nothing is held on this backend.
+func (b *Backend) Held(string) bool { return false }
+
+// --- sizer.Sizes
+
+// Persisted is the size containerd would re-create the device at, or the one dmsize gave it
+// (and restores), whichever is larger.
+func (b *Backend) Persisted(device string) (int64, error) {
+	devs, err := b.records.Devices()
+	if err != nil {
+		return 0, err
+	}
+	d, ok := devs[device]
+	if !ok {
+		return 0, fmt.Errorf("containerd has no record of device %s: %w", device, os.ErrNotExist)
+	}
+	r, _, err := b.sizes.get(device)
+	return max(int64(d.Size), r.Size), err
+}
+
+// Persist records sz as the device's size, never lower.
+func (b *Backend) Persist(device string, sz int64) error {
+	devs, err := b.records.Devices()
+	if err != nil {
+		return err
+	}
+	d, ok := devs[device]
+	if !ok || d.State == Removed {
+		return fmt.Errorf("containerd has no record of device %s: %w", device, os.ErrNotExist)
+	}
+	tt, _, err := thin.CheckDevice(b.Ctl, device, b.Dev)
+	if err != nil {
+		return err
+	}
+	if tt.DevID != uint64(d.DeviceID) {
+		return fmt.Errorf("device %s has thin id %d, containerd's records say %d: refusing to touch it", device, tt.DevID, d.DeviceID)
+	}
+	return b.sizes.raise(Size{Device: device, Pool: b.Name, ThinID: tt.DevID, Size: sz})
+}
+
+// Provisioned sums the sizes of the pool's devices: containerd's, or dmsize's where larger.
+func (b *Backend) Provisioned() (int64, error) {
+	devs, err := b.records.Devices()
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for name, d := range devs {
+		if d.State == Removed {
+			continue
+		}
+		r, _, _ := b.sizes.get(name)
+		total += max(int64(d.Size), r.Size)
+	}
+	return total, nil
+}
+
+// BaseSize is the size of the newest device: containerd creates every device at
+// base_image_size.
+func (b *Backend) BaseSize() (int64, error) {
+	devs, err := b.records.Devices()
+	if err != nil {
+		return 0, err
+	}
+	newest, base := -1, int64(0)
+	for name, d := range devs {
+		n, err := strconv.Atoi(name[strings.LastIndex(name, "-")+1:])
+		if err == nil && n > newest {
+			newest, base = n, int64(d.Size)
+		}
+	}
+	if newest < 0 {
+		return 0, errors.New("containerd's pool has no device yet")
+	}
+	return base, nil
+}
