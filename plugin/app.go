@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -187,6 +188,9 @@ func (a *app) backendFor(ctl *dm.Control, st engine.Storage) (storageBackend, en
 // engine enables its plugins before it starts the containers with a restart policy. It needs
 // only dmsize's own records and device-mapper, not the engine's API, which is not up yet.
 func repairBeforeServing(cfg config, log logrus.FieldLogger) {
+	if _, err := os.Stat(snapshotter.SizesDir(cfg.StateDir)); err != nil {
+		return // no snapshot device was ever sized here (the graph driver, or nothing yet)
+	}
 	ctl, err := dm.Open()
 	if err != nil {
 		log.WithError(err).Error("opening device-mapper to restore snapshot sizes; they are restored once the engine is up")
