@@ -204,13 +204,13 @@ func TestCrashPoolExtension(t *testing.T) {
 	}
 }
 
-// 60 labelled creates from 8 goroutines, the plugin SIGKILLed twice while they run: every
+// 40 labelled creates from 8 goroutines, the plugin SIGKILLed twice while they run: every
 // container's device ends up at its size, and the plugin's memory and goroutines say nothing
-// piles up. (200 ran once, in session 3, and 100 until session 5: see the README; 60 keeps the
+// piles up. (200 ran once, in session 3, and 100 until session 5: see the README; 40 keeps the
 // suite within its hour.)
 func TestCrashBurst(t *testing.T) {
 	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"})
-	const n = 60
+	const n = 40
 	sizedAt := watchSized(t, 12*G)
 	cr := startCreates(e, "burst", n, 8)
 	for _, at := range []int32{n / 3, 2 * n / 3} {
@@ -252,7 +252,7 @@ func TestCrashBurst(t *testing.T) {
 	checkHealthy(t, pool, false)
 }
 
-// A round of 30 labelled creates and then `docker rm` leaves no record, no lock entry and no
+// A round of 20 labelled creates and then `docker rm` leaves no record, no lock entry and no
 // device behind. (Three rounds of 40 ran in session 3, two of 30 until session 5: the same;
 // one keeps the suite within its hour next to the snapshotter's tests.)
 func TestSizerRoundsLeaveNothing(t *testing.T) {
@@ -266,7 +266,7 @@ func TestSizerRoundsLeaveNothing(t *testing.T) {
 		_, err := harness.Metrics()
 		return err == nil
 	})
-	const perRound, rounds = 30, 1
+	const perRound, rounds = 20, 1
 	for round := 1; round <= rounds; round++ {
 		sizedAt := watchSized(t, 12*G)
 		cr := startCreates(e, fmt.Sprintf("round%d", round), perRound, 8)
