@@ -21,6 +21,8 @@ const (
 	PathGrow       = "/" + APIVersion + "/containers/grow" // POST GrowRequest
 	PathPool       = "/" + APIVersion + "/pool"            // GET
 	PathPoolExtend = "/" + APIVersion + "/pool/extend"     // POST ExtendRequest
+	PathVolumes    = "/" + APIVersion + "/volumes"         // GET ?name=NAME (none: every volume)
+	PathVolumeGrow = "/" + APIVersion + "/volumes/grow"    // POST VolumeGrowRequest
 	// PathMetrics is Prometheus' text exposition of the pool guard's and the sizer's metrics.
 	// Not under /v1: the exposition format carries its own version in its Content-Type, and
 	// /metrics is where Prometheus' tools look.
@@ -137,3 +139,31 @@ const (
 )
 
 func (e *Error) Error() string { return e.Message }
+
+// Volume is one of dmsize's thin volumes.
+type Volume struct {
+	Name      string `json:"name"`
+	SizeBytes int64  `json:"size_bytes"`
+	FS        string `json:"fs"`
+	State     string `json:"state"` // creating, ready, removing
+	Device    string `json:"device"`
+	Mounts    int    `json:"mounts"` // containers that have it mounted
+	// The filesystem's size and use while it is mounted.
+	FSSizeBytes int64  `json:"fs_size_bytes,omitempty"`
+	FSUsedBytes int64  `json:"fs_used_bytes,omitempty"`
+	Created     string `json:"created"` // RFC 3339
+}
+
+// VolumeGrowRequest asks for volume Name to have Size (Docker's size grammar).
+type VolumeGrowRequest struct {
+	Name string `json:"name"`
+	Size string `json:"size"`
+}
+
+// VolumeGrowResult says what a volume grow did (ActionGrown or ActionUnchanged).
+type VolumeGrowResult struct {
+	Volume      Volume `json:"volume"`
+	Action      string `json:"action"`
+	BeforeBytes int64  `json:"before_bytes"`
+	DurationMs  int64  `json:"duration_ms"`
+}

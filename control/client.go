@@ -94,16 +94,16 @@ func (c *Client) Version(ctx context.Context) (Version, error) {
 
 // Containers returns the status of refs, or of every container dmsize knows when none.
 func (c *Client) Containers(ctx context.Context, refs ...string) ([]Container, error) {
-	q := url.Values{}
-	for _, r := range refs {
-		q.Add("ref", r)
-	}
-	p := PathContainers
-	if len(q) > 0 {
-		p += "?" + q.Encode()
-	}
 	var out []Container
-	return out, c.do(ctx, http.MethodGet, p, nil, &out)
+	return out, c.do(ctx, http.MethodGet, withQuery(PathContainers, "ref", refs), nil, &out)
+}
+
+// withQuery is path with key=value for each of values.
+func withQuery(path, key string, values []string) string {
+	if len(values) == 0 {
+		return path
+	}
+	return path + "?" + url.Values{key: values}.Encode()
 }
 
 // Grow grows a container. It can take as long as the engine takes to mount a stopped
@@ -123,6 +123,18 @@ func (c *Client) Pool(ctx context.Context) (Pool, error) {
 func (c *Client) Extend(ctx context.Context, r ExtendRequest) (ExtendResult, error) {
 	var out ExtendResult
 	return out, c.do(ctx, http.MethodPost, PathPoolExtend, r, &out)
+}
+
+// Volumes returns the status of the named volumes, or of every volume when none.
+func (c *Client) Volumes(ctx context.Context, names ...string) ([]Volume, error) {
+	var out []Volume
+	return out, c.do(ctx, http.MethodGet, withQuery(PathVolumes, "name", names), nil, &out)
+}
+
+// VolumeGrow grows a volume, online if it is mounted.
+func (c *Client) VolumeGrow(ctx context.Context, r VolumeGrowRequest) (VolumeGrowResult, error) {
+	var out VolumeGrowResult
+	return out, c.do(ctx, http.MethodPost, PathVolumeGrow, r, &out)
 }
 
 // MetricsAccept asks PathMetrics for Prometheus' text format, which every scraper and

@@ -81,3 +81,15 @@ func trimSlash(s string) string {
 	}
 	return s
 }
+
+// RunningWithVolume counts the running, paused or restarting containers that mount volume
+// name: the ones that may still use it. (A stopped one keeps the engine itself from removing
+// the volume.)
+func (c *Client) RunningWithVolume(ctx context.Context, name string) (int, error) {
+	list, err := c.api.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("volume", name), filters.Arg("status", "running"), filters.Arg("status", "paused"), filters.Arg("status", "restarting"))})
+	if err != nil {
+		return 0, fmt.Errorf("engine: listing the containers that mount volume %s: %w", name, err)
+	}
+	return len(list), nil
+}

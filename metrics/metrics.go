@@ -66,6 +66,19 @@ func New(pool string) *Metrics {
 	return m
 }
 
+// ForPool is the same registry observing another pool (the volume pool): the pool gauges and
+// the extension counters carry that pool's name; the sizer's metrics are the registry's once.
+func (m *Metrics) ForPool(pool string) *Metrics {
+	c := *m
+	c.pool = pool
+	for _, part := range []string{"data", "metadata"} {
+		for _, result := range []string{"ok", "failed"} {
+			c.extensions.WithLabelValues(pool, part, result)
+		}
+	}
+	return &c
+}
+
 func (m *Metrics) Read(u guard.Usage) {
 	m.dataUsed.WithLabelValues(m.pool).Set(float64(u.DataUsed))
 	m.dataSize.WithLabelValues(m.pool).Set(float64(u.DataTotal))

@@ -16,9 +16,9 @@ import (
 	"github.com/dmsize/dmsize/driver/dm"
 	"github.com/dmsize/dmsize/engine"
 	"github.com/dmsize/dmsize/guard"
-	"github.com/dmsize/dmsize/internal/crashpoint"
 	"github.com/dmsize/dmsize/metrics"
 	"github.com/dmsize/dmsize/sizer"
+	vol "github.com/dmsize/dmsize/volume"
 )
 
 // app is the running plugin: the authz endpoints answer from the start; the sizer exists once
@@ -30,15 +30,19 @@ type app struct {
 	eng   *engine.Client
 	sizer atomic.Pointer[sizer.Sizer]
 	// guard, backend and metrics, once set up, for the control API.
-	guard   atomic.Pointer[guard.Guard]
-	backend atomic.Pointer[storageBackend]
-	metrics atomic.Pointer[metrics.Metrics]
+	guard atomic.Pointer[guard.Guard]
+	// volumeGuard guards the volume pool, once it exists.
+	volumeGuard atomic.Pointer[guard.Guard]
+	backend     atomic.Pointer[storageBackend]
+	metrics     atomic.Pointer[metrics.Metrics]
 	// base is the engine's base device size, what a new container gets (strict mode).
 	base atomic.Int64
 	// work is the sizer's work in flight; main waits for it at SIGTERM.
 	work sync.WaitGroup
 	// notReady says why there is no sizer, once run gave up (the control API answers it).
 	notReady atomic.Pointer[string]
+	// vols is the volume driver (set before anything is served).
+	vols *volumeDriver
 }
 
 // giveUp logs why dmsize does nothing and keeps it for the control API.
@@ -75,12 +79,6 @@ const shutdownGrace = 20 * time.Second
 // follows the engine's events until ctx ends. Problems that need the operator are logged with
 // what to change.
 func (a *app) run(ctx context.Context) {
-	switch step, err := crashpoint.Arm(filepath.Join(a.cfg.StateDir, "crash-at")); {
-	case err != nil:
-		a.log.WithError(err).Warn("reading the test crash point; none armed")
-	case step != "":
-		a.log.WithField("step", step).Warn("test crash point armed")
-	}
 	eng, err := engine.New(a.cfg.DockerHost)
 	if err != nil {
 		a.giveUp(a.log, err, "cannot reach the engine; dmsize does nothing")
@@ -126,6 +124,7 @@ func (a *app) run(ctx context.Context) {
 	s := sizer.New(sizer.Config{Engine: backend, Devices: backend, Sizes: backend, Store: store, Policy: policy, Log: log, Obs: m, Refuse: refuse})
 	m.Sizer(func() float64 { return float64(s.Locks()) }, func() float64 { return float64(s.Queued()) }, func() float64 { return float64(backend.Holds()) })
 	a.metrics.Store(m) // on the control socket from now on (control.PathMetrics)
+	go a.guardVolumePool(ctx, m.ForPool(vol.PoolName), a.cfg.Guard, a.log)
 	if base, err := backend.BaseSize(); err == nil {
 		a.base.Store(base)
 	} else {
@@ -177,6 +176,7 @@ func (a *app) backendFor(ctl *dm.Control, st engine.Storage) (storageBackend, en
 			a.giveUp(log, err, "dmsize does nothing")
 			return nil, st, nil, log
 		}
+		b.Log = log
 		return b, st, refuse, log
 	}
 	a.giveUp(log, nil, fmt.Sprintf("the engine's storage driver is %q: dm.size labels are ignored (dmsize needs the devicemapper graph driver, or containerd's devmapper snapshotter)", st.Driver))
@@ -199,6 +199,32 @@ func repairBeforeServing(cfg config, log logrus.FieldLogger) {
 	defer ctl.Close()
 	if n := snapshotter.Repair(ctl, cfg.StateDir, log); n > 0 {
 		log.WithField("devices", n).Info("restored the sizes of snapshot devices containerd re-created")
+	}
+}
+
+// guardVolumePool starts a guard on the volume pool once it exists (it is made at the first
+// volume create): its loop files are extended as the engine's loop-lvm files are.
+func (a *app) guardVolumePool(ctx context.Context, m *metrics.Metrics, policy guard.Policy, log logrus.FieldLogger) {
+	if a.vols == nil {
+		return
+	}
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		if lp := a.vols.pool.Load(); lp != nil {
+			if p := lp.Pool(); p != nil {
+				st := engine.Storage{PoolName: vol.PoolName, DataLoopFile: p.DataFile, MetaLoopFile: p.MetaFile}
+				if g := a.startGuard(ctx, st, m, log.WithField("pool", vol.PoolName)); g != nil {
+					a.volumeGuard.Store(g)
+				}
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }
 

@@ -25,6 +25,10 @@ type config struct {
 	// SnapshotterRoot: SNAPSHOTTER_ROOT, containerd's devmapper snapshotter's root_path on the
 	// host when not containerd's default; "" for the default.
 	SnapshotterRoot string
+
+	// Volumes: VOLUME_POOL_SIZE, VOLUME_SIZE, VOLUME_FS (the volume driver's pool and defaults).
+	VolumePoolSize, VolumeSize int64
+	VolumeFS                   string
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -59,6 +63,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.HostRoot = get("HOST_ROOT", "")
 	if c.SnapshotterRoot = get("SNAPSHOTTER_ROOT", ""); c.SnapshotterRoot != "" && !strings.HasPrefix(filepath.Clean(c.SnapshotterRoot)+"/", "/var/lib/containerd/") {
 		return c, fmt.Errorf("SNAPSHOTTER_ROOT=%q: must be under containerd's root, /var/lib/containerd (the plugin sees nothing else of containerd's; containerd-root.source moves that root)", c.SnapshotterRoot)
+	}
+	if c.VolumePoolSize, err = size.Parse(get("VOLUME_POOL_SIZE", "100G")); err != nil {
+		return c, fmt.Errorf("VOLUME_POOL_SIZE: %v", err)
+	}
+	if c.VolumeSize, err = size.Parse(get("VOLUME_SIZE", "10G")); err != nil {
+		return c, fmt.Errorf("VOLUME_SIZE: %v", err)
+	}
+	if c.VolumeFS = get("VOLUME_FS", "ext4"); c.VolumeFS != "ext4" && c.VolumeFS != "xfs" {
+		return c, fmt.Errorf("VOLUME_FS=%q: must be ext4 or xfs", c.VolumeFS)
 	}
 	c.Guard = guard.DefaultPolicy()
 	switch g := get("GUARD", "on"); g {

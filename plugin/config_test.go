@@ -25,7 +25,16 @@ func TestLoadConfig(t *testing.T) {
 	if c, err := loadConfig(env(map[string]string{"SNAPSHOTTER_ROOT": "/var/lib/containerd/devmapper"})); err != nil || c.SnapshotterRoot != "/var/lib/containerd/devmapper" {
 		t.Fatalf("SNAPSHOTTER_ROOT: %+v, %v", c, err)
 	}
+	if c.VolumePoolSize != 100<<30 || c.VolumeSize != 10<<30 || c.VolumeFS != "ext4" {
+		t.Fatalf("volume defaults: %+v", c)
+	}
+	if c, err := loadConfig(env(map[string]string{"VOLUME_POOL_SIZE": "20G", "VOLUME_SIZE": "1G", "VOLUME_FS": "xfs"})); err != nil || c.VolumePoolSize != 20<<30 || c.VolumeSize != 1<<30 || c.VolumeFS != "xfs" {
+		t.Fatalf("volume settings: %+v, %v", c, err)
+	}
 	for kv, want := range map[[2]string]string{
+		{"VOLUME_POOL_SIZE", "huge"}:                     "VOLUME_POOL_SIZE",
+		{"VOLUME_SIZE", "-1"}:                            "VOLUME_SIZE",
+		{"VOLUME_FS", "btrfs"}:                           "VOLUME_FS",
 		{"MODE", "sometimes"}:                            "MODE",
 		{"MAX_SIZE", "lots"}:                             "MAX_SIZE",
 		{"GUARD", "maybe"}:                               "GUARD",

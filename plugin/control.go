@@ -48,6 +48,8 @@ func (a *app) controlMux() *http.ServeMux {
 	mux.HandleFunc("GET "+control.PathPool, a.handlePool)
 	mux.HandleFunc("POST "+control.PathPoolExtend, a.handleExtend)
 	mux.HandleFunc("GET "+control.PathMetrics, a.handleMetrics)
+	mux.HandleFunc("GET "+control.PathVolumes, a.handleVolumes)
+	mux.HandleFunc("POST "+control.PathVolumeGrow, a.handleVolumeGrow)
 	return mux
 }
 

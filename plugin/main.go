@@ -3,7 +3,8 @@
 //
 // It always follows the engine's events (events mode). With MODE=strict and the plugin listed in
 // the engine's "authorization-plugins", it also validates labels at `docker create` and sizes
-// the device before the create response returns (docker.authz/1.0).
+// the device before the create response returns (docker.authz/1.0). It is also a volume
+// driver (docker.volumedriver/1.0): thin volumes with a size, in a pool of its own.
 package main
 
 import (
@@ -12,13 +13,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
-	"github.com/docker/go-plugins-helpers/authorization"
+	"github.com/sirupsen/logrus"
 
 	"github.com/dmsize/dmsize/control"
-	"github.com/sirupsen/logrus"
+	"github.com/dmsize/dmsize/internal/crashpoint"
 )
 
 // socketName is the plugin socket under /run/docker/plugins, as named in config.json.
@@ -48,7 +50,15 @@ func main() {
 	log := logrus.WithField("plugin", "dmsize")
 	a := &app{cfg: cfg, log: log}
 
+	switch step, err := crashpoint.Arm(filepath.Join(cfg.StateDir, "crash-at")); {
+	case err != nil:
+		log.WithError(err).Warn("reading the test crash point; none armed")
+	case step != "":
+		log.WithField("step", step).Warn("test crash point armed")
+	}
 	repairBeforeServing(cfg, log)
+	vd := openVolumes(cfg, log)
+	a.vols = vd
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go a.run(ctx)
@@ -58,7 +68,7 @@ func main() {
 			log.WithError(err).Error("serving the control API; the dmsize CLI cannot reach this plugin")
 		}
 	}()
-	h := authorization.NewHandler(a)
+	h := pluginHandler(vd, a)
 	log.WithFields(logrus.Fields{"version": version, "socket": socketName, "mode": cfg.Mode}).Info("dmsize plugin serving")
 	errc := make(chan error, 1)
 	go func() { errc <- h.ServeUnix(socketName, 0) }()

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/dmsize/dmsize/backend/thinpool"
 	"github.com/dmsize/dmsize/driver/dm"
 	"github.com/dmsize/dmsize/driver/size"
@@ -25,6 +27,8 @@ type Backend struct {
 	eng     *engine.Client
 	storage engine.Storage
 	holds   *Holder
+	// Log gets what Release cannot return (New sets the standard logger).
+	Log logrus.FieldLogger
 }
 
 var (
@@ -61,7 +65,7 @@ func New(eng *engine.Client, ctl *dm.Control, st engine.Storage) (*Backend, erro
 	if err != nil {
 		return nil, fmt.Errorf("the engine's %w", err)
 	}
-	b := &Backend{Pool: pool, eng: eng, storage: st, holds: NewHolder()}
+	b := &Backend{Pool: pool, eng: eng, storage: st, holds: NewHolder(), Log: logrus.StandardLogger()}
 	return b, b.removeStaging()
 }
 
@@ -153,8 +157,28 @@ func (b *Backend) Hold(name string) error {
 	return b.holds.Hold(name)
 }
 
-// Release lets go of a held device.
-func (b *Backend) Release(name string) bool { return b.holds.Release(name) }
+// Release lets go of a held device. If the engine has asked for the device's removal (at the
+// container's stop, deferred because dmsize held it) and dmsize is its only opener, Release
+// completes that removal itself, synchronously. Left to the kernel, the removal runs on a work
+// queue that drops the device's name before it closes the thin device in the pool: an engine
+// delete in between fails with EBUSY and the engine marks the device for deferred deletion
+// (seen in the VM, strict mode's `docker rm`). Cancelling the deferral before the close and
+// removing after it has no such window. If anything opened the device meanwhile, the deferred
+// removal is asked for again, as the engine left it.
+func (b *Backend) Release(name string) bool {
+	info, err := b.Ctl.Info(name)
+	finish := err == nil && info.DeferredRemove && info.OpenCount == 1 && b.holds.Held(name) &&
+		b.Ctl.CancelDeferredRemove(name) == nil
+	held := b.holds.Release(name)
+	if finish {
+		if err := b.Ctl.Remove(name, false); err != nil && !errors.Is(err, dm.ErrNotFound) {
+			if err := b.Ctl.Remove(name, true); err != nil && !errors.Is(err, dm.ErrNotFound) {
+				b.Log.WithError(err).WithField("device", name).Warn("the engine asked for this device's removal; giving it back its deferred removal failed")
+			}
+		}
+	}
+	return held
+}
 
 // Held tells whether dmsize holds the device.
 func (b *Backend) Held(name string) bool { return b.holds.Held(name) }

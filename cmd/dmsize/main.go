@@ -46,6 +46,10 @@ Commands:
       the thin pool: use, room, guard
   pool extend [--metadata] SIZE|+SIZE
       extend the pool's data (or metadata) to SIZE, or by +SIZE
+  volume status [NAME...] [--format json]
+      dmsize's thin volumes: size, filesystem, state, mounts, use
+  volume grow NAME SIZE
+      grow a volume to SIZE, online if it is mounted
   metrics [--listen ADDR]
       the plugin's Prometheus metrics, once on stdout, or served at http://ADDR/metrics
   version
@@ -133,6 +137,8 @@ func (a *app) dispatch(ctx context.Context, args []string) error {
 		return a.pool(ctx, args)
 	case "metrics":
 		return a.metrics(ctx, args)
+	case "volume":
+		return a.volume(ctx, args)
 	case "version":
 		return a.version(ctx, args)
 	case "containerd-sync":

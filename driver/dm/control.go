@@ -281,6 +281,14 @@ func (c *Control) Remove(name string, deferred bool) error {
 	return nil
 }
 
+// CancelDeferredRemove takes back a deferred removal of device name: the device stays, and its
+// last close no longer removes it. It is a message to device-mapper's core, not to a target
+// (no pool sees it), and the text is fixed.
+func (c *Control) CancelDeferredRemove(name string) error {
+	_, err := c.named("cancel deferred remove", name, request{cmd: cmdTargetMsg, payload: encodeMessage(0, "@cancel_deferred_remove"), room: defaultRoom})
+	return err
+}
+
 // Message sends a target message to the target at sector of the live table and returns the
 // target's answer, if it gave one. Only allowlisted read-only messages are sent (see
 // allowedMessages); anything else is refused with ErrRefused before any ioctl.

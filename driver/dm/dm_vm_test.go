@@ -542,6 +542,16 @@ func TestVMThinPool(t *testing.T) {
 		if info := checkInfo(t, c, thin); !info.DeferredRemove {
 			t.Fatalf("no deferred removal: %+v", info)
 		}
+		// Taken back, and asked for again.
+		if err := c.CancelDeferredRemove(thin); err != nil {
+			t.Fatal(err)
+		}
+		if info := checkInfo(t, c, thin); info.DeferredRemove || info.OpenCount != 1 {
+			t.Fatalf("after CancelDeferredRemove: %+v", info)
+		}
+		if err := c.Remove(thin, true); err != nil {
+			t.Fatal(err)
+		}
 		f.Close()
 		deadline := time.Now().Add(10 * time.Second)
 		for {

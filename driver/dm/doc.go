@@ -7,6 +7,10 @@
 // ParsePoolStatus and friends (thin.go) read the thin and thin-pool targets' lines.
 //
 // Safety: Message refuses every target message that is not on a short read-only allowlist, so
-// the product cannot create, delete or snapshot thin devices or change a pool's transaction id.
-// DM_REMOVE_ALL and DM_DEV_RENAME are never issued.
+// the product cannot create, delete or snapshot thin devices or change the transaction id of
+// the engine's pool (or containerd's). Only OwnPoolMessage sends create_thin, delete and
+// set_transaction_id, built from numbers by CreateThin, DeleteThin and SetTransactionID, and
+// only to a pool whose UUID says dmsize created it (the volume pool). There is no create_snap.
+// CancelDeferredRemove sends device-mapper core's fixed "@cancel_deferred_remove".
+// DM_REMOVE_ALL is never issued.
 package dm

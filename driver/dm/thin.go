@@ -141,8 +141,6 @@ type ThinTable struct {
 	ExternalOrigin string // "" when none
 }
 
-const maxThinDevID = 1<<24 - 1
-
 // ParseThinTable reads a thin table's parameters.
 func ParseThinTable(params string) (ThinTable, error) {
 	f := strings.Fields(params)
@@ -150,7 +148,7 @@ func ParseThinTable(params string) (ThinTable, error) {
 		return ThinTable{}, lineErr("thin table", params, "want 2 or 3 fields")
 	}
 	id, err := parseNum(f[1], "device id")
-	if err == nil && id > maxThinDevID {
+	if err == nil && id > MaxThinID {
 		err = fmt.Errorf("device id %d exceeds 24 bits", id)
 	}
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,30 +28,9 @@ var poolSteps = []string{"pool-file-grown", "pool-loop-refreshed"}
 // healthy pool and a record that says applied.
 func TestCrashSizerSteps(t *testing.T) {
 	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"})
-	t.Run("restart-latency", func(t *testing.T) {
-		e := e.With(t)
-		// Three kills, each once the plugin is up again: does dockerd back off?
-		for i := 1; i <= 3; i++ {
-			t.Logf("kill %d: dockerd restarted the plugin after %v", i, e.KillPlugin().Round(time.Millisecond))
-		}
-		// Two kills in a row, the second as soon as the new process shows, before dockerd's
-		// post-start dial of its socket (0.5 s after the start).
-		first := harness.PluginPID()
-		syscall.Kill(first, syscall.SIGKILL)
-		second, took, ok := harness.NextPluginPID(first, time.Minute)
-		if !ok {
-			t.Fatal("dockerd did not restart the plugin after a SIGKILL")
-		}
-		syscall.Kill(second, syscall.SIGKILL)
-		_, again, ok := harness.NextPluginPID(second, 15*time.Second)
-		if ok {
-			t.Logf("kill at once after a restart (%v): dockerd restarted it again after %v", took.Round(time.Millisecond), again.Round(time.Millisecond))
-		} else {
-			t.Logf("kill at once after a restart (%v): dockerd did not restart it in 15 s (plugin enabled: %v); the test re-enables it; dockerd says:\n%s",
-				took.Round(time.Millisecond), e.PluginEnabled(), harness.LastLines(e.DaemonLog(), 6))
-			e.RestartPlugin()
-		}
-	})
+	// Until session 6 a first subtest measured dockerd's restarts of the killed plugin (0.8–3.6 s,
+	// no back-off over three kills). It could not fail, so it went, to
+	// save the suite's time; every step below waits for such a restart anyway.
 	crashSteps(t, e, pool, sizerSteps)
 }
 
@@ -154,7 +132,8 @@ func checkAfterCrash(t *testing.T, e *harness.Engine, pool, id string) {
 // Kill -9 in the middle of a loop-lvm pool extension, at each of its steps: the restarted guard
 // extends again, the writer that forced the extension finishes, and the pool needs no check.
 func TestCrashPoolExtension(t *testing.T) {
-	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "3G"}, "GUARD_THRESHOLD=30%")
+	// A 1 GiB pool: each step writes about half of it (TestGuardLoopData is the long fill).
+	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "1G"}, "GUARD_THRESHOLD=30%")
 	dataFile := e.DriverStatus()["Data loop file"]
 	for _, step := range poolSteps {
 		t.Run(step, func(t *testing.T) {
@@ -186,7 +165,13 @@ func TestCrashPoolExtension(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Fatalf("dd of %d MiB across the crash: %v\n%s", mib, err, out)
 			}
-			after := poolStatus(t, pool)
+			// On a 1 GiB pool the write may end before dockerd restarts the plugin: the restarted
+			// guard's first check then finds the pool past its threshold.
+			var after poolState
+			e.WaitFor("the restarted guard to extend past where the crash left the pool", time.Minute, func() bool {
+				after = poolStatus(t, pool)
+				return after.dataTotal > max(atCrash.dataTotal, fileAtCrash)
+			})
 			m := metrics(t)
 			ok := m[`dmsize_pool_extensions_total{part="data",pool="`+pool+`",result="ok"}`]
 			failed := m[`dmsize_pool_extensions_total{part="data",pool="`+pool+`",result="failed"}`]

@@ -14,11 +14,13 @@ const Plugin = "dmsize"
 // needs, and enables it with the given settings ("MODE=strict", "MAX_SIZE=100G", ...).
 func (e *Engine) InstallDmsize(settings ...string) {
 	e.t.Helper()
+	t0 := time.Now()
 	e.Docker("plugin", "create", Plugin, PluginDirFor(e.Setup))
 	if len(settings) > 0 {
 		e.Docker(append([]string{"plugin", "set", Plugin}, settings...)...)
 	}
 	e.Docker("plugin", "enable", Plugin)
+	e.t.Logf("plugin installed and enabled in %v", time.Since(t0).Round(100*time.Millisecond))
 }
 
 // SetDmsize disables the plugin, changes settings and enables it again.
@@ -136,8 +138,11 @@ func PluginPID() int {
 }
 
 // CountLines counts the lines of s containing every one of parts.
-func CountLines(s string, parts ...string) int {
-	n := 0
+func CountLines(s string, parts ...string) int { return len(Lines(s, parts...)) }
+
+// Lines returns the lines of s containing every one of parts.
+func Lines(s string, parts ...string) []string {
+	var lines []string
 	for _, l := range strings.Split(s, "\n") {
 		ok := true
 		for _, p := range parts {
@@ -147,8 +152,8 @@ func CountLines(s string, parts ...string) int {
 			}
 		}
 		if ok {
-			n++
+			lines = append(lines, l)
 		}
 	}
-	return n
+	return lines
 }

@@ -98,13 +98,16 @@ func StartEngine(t testing.TB, s Setup) *Engine {
 	if os.Geteuid() != 0 {
 		t.Fatal("VM integration tests run as root inside the test VM (make test)")
 	}
+	t0 := time.Now()
 	MustRun(t, "dmsize-engine", "reset")
+	reset := time.Since(t0)
 	// The daemon's log file outlives engines: this engine's part starts here.
 	var from int64
 	if st, err := os.Stat(daemonLog); err == nil {
 		from = st.Size()
 	}
 	MustRun(t, append([]string{"dmsize-engine", "start"}, s.args()...)...)
+	t.Logf("engine %s: reset %v, started %v", s.Kind, reset.Round(100*time.Millisecond), (time.Since(t0) - reset).Round(100*time.Millisecond))
 	e := &Engine{t: t, Setup: s, logFrom: from}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -150,7 +153,12 @@ func (e *Engine) Reboot(sync bool) string {
 }
 
 // ImportBusybox imports busybox:latest from the guest's static busybox.
-func (e *Engine) ImportBusybox() { e.t.Helper(); MustRun(e.t, "dmsize-engine", "busybox") }
+func (e *Engine) ImportBusybox() {
+	e.t.Helper()
+	t0 := time.Now()
+	MustRun(e.t, "dmsize-engine", "busybox")
+	e.t.Logf("busybox imported in %v", time.Since(t0).Round(100*time.Millisecond))
+}
 
 // InstallPlugin creates the managed plugin NAME from dir and enables it.
 func (e *Engine) InstallPlugin(dir, name string) {

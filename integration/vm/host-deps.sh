@@ -5,7 +5,7 @@ set -euo pipefail
 # command:package
 need=(
 	qemu-system-x86_64:qemu-system-x86 mmdebstrap:mmdebstrap cpio:cpio mke2fs:e2fsprogs
-	debugfs:e2fsprogs xz:xz-utils zstd:zstd gzip:gzip timeout:coreutils sha256sum:coreutils
+	debugfs:e2fsprogs mkfs.xfs:xfsprogs xz:xz-utils zstd:zstd gzip:gzip timeout:coreutils sha256sum:coreutils
 )
 missing=()
 for pair in "${need[@]}"; do

@@ -1,0 +1,107 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// mkfs is each filesystem's maker and its options: no discard of a thin device that is all
+// unmapped anyway (a discard of a large thin device takes long and maps nothing), and lazy
+// ext4 inode tables (the kernel zeroes them in the background).
+var mkfs = map[Type][]string{
+	Ext4: {"mke2fs", "-q", "-F", "-t", "ext4", "-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1"},
+	XFS:  {"mkfs.xfs", "-q", "-f", "-K"},
+}
+
+// Make makes a filesystem of type t on dev, with the mke2fs or mkfs.xfs the plugin's rootfs
+// carries (rootfs/assemble.sh copies the build host's, with their libraries).
+func Make(dev string, t Type) error {
+	argv, ok := mkfs[t]
+	if !ok {
+		return fmt.Errorf("make filesystem on %s: unknown type %q", dev, t)
+	}
+	cmd := exec.Command(argv[0], append(argv[1:], dev)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s on %s: %w: %s", argv[0], dev, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Mount mounts the filesystem of type t on dev at dir.
+func Mount(dev, dir string, t Type) error {
+	if err := unix.Mount(dev, dir, string(t), unix.MS_NOATIME, ""); err != nil {
+		return &os.PathError{Op: "mount " + dev, Path: dir, Err: err}
+	}
+	return nil
+}
+
+// Unmount unmounts dir; a dir that is no mount point, or absent, is not an error.
+func Unmount(dir string) error {
+	err := unix.Unmount(dir, 0)
+	if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return &os.PathError{Op: "umount", Path: dir, Err: err}
+}
+
+// IsMountPoint says whether dir is a mount point in this thread's mount namespace.
+func IsMountPoint(dir string) (bool, error) {
+	info, err := os.ReadFile("/proc/thread-self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	want := filepath.Clean(dir)
+	for _, l := range strings.Split(string(info), "\n") {
+		if f := strings.Fields(l); len(f) >= 5 && unescapeOctal(f[4]) == want {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// MountPointsOf lists where block device dev is mounted in this thread's mount namespace;
+// with unsharedOnly, only by mounts in no peer group (unmounting one of those changes no
+// other namespace's mounts).
+func MountPointsOf(dev string, unsharedOnly bool) ([]string, error) {
+	rdev, err := blockDevice(dev)
+	if err != nil {
+		return nil, err
+	}
+	info, err := os.ReadFile("/proc/thread-self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	return mountPointsOf(info, unix.Major(rdev), unix.Minor(rdev), unsharedOnly), nil
+}
+
+// mountPointsOf: the mount points in a mountinfo text of device major:minor; with
+// unsharedOnly, of the mounts without a shared:N tag.
+func mountPointsOf(info []byte, major, minor uint32, unsharedOnly bool) []string {
+	want := fmt.Sprintf("%d:%d", major, minor)
+	var points []string
+	for _, l := range strings.Split(string(info), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+		f := strings.Fields(l)
+		if len(f) < 7 || f[2] != want {
+			continue
+		}
+		shared := false
+		for _, o := range f[6:] {
+			if o == "-" {
+				break
+			}
+			shared = shared || strings.HasPrefix(o, "shared:")
+		}
+		if !shared || !unsharedOnly {
+			points = append(points, unescapeOctal(f[4]))
+		}
+	}
+	return points
+}

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/authorization"
+	"github.com/docker/go-plugins-helpers/sdk"
+	"github.com/docker/go-plugins-helpers/volume"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/dmsize/dmsize/control"
+	"github.com/dmsize/dmsize/driver/dm"
+	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/engine"
+	"github.com/dmsize/dmsize/internal/crashpoint"
+	vol "github.com/dmsize/dmsize/volume"
+)
+
+// volumeMountRoot is the plugin's propagatedMount (config.json): mounts under it reach the
+// host, where dockerd binds them into containers.
+const volumeMountRoot = "/mnt/volumes"
+
+// volumeDriver is docker.volumedriver/1.0 over the volume package. Until the volumes are open
+// (or when opening them failed) every call says why.
+type volumeDriver struct {
+	v       atomic.Pointer[vol.Volumes]
+	pool    atomic.Pointer[vol.LazyPool]
+	failed  atomic.Pointer[string]
+	eng     *engine.Client
+	log     logrus.FieldLogger
+	timeout time.Duration
+}
+
+var _ volume.Driver = (*volumeDriver)(nil)
+
+// openVolumes assembles the volume pool and repairs the volumes, before the plugin answers
+// dockerd: dockerd asks for volumes (Get) before containers start.
+func openVolumes(cfg config, log logrus.FieldLogger) *volumeDriver {
+	d := &volumeDriver{log: log, timeout: 10 * time.Second}
+	if eng, err := engine.New(cfg.DockerHost); err == nil {
+		d.eng = eng
+	}
+	err := func() error {
+		ctl, err := dm.Open()
+		if err != nil {
+			return err
+		}
+		c := vol.Config{Dir: filepath.Join(cfg.StateDir, "volumes"), PoolSize: cfg.VolumePoolSize, DefaultSize: cfg.VolumeSize,
+			DefaultFS: cfg.VolumeFS, MaxSize: cfg.MaxSize, MountRoot: volumeMountRoot}
+		start := time.Now()
+		p, err := vol.NewLazyPool(ctl, c.Dir, c.PoolSize)
+		if err != nil {
+			return err
+		}
+		v, err := vol.Open(c, p, vol.Kernel{}, log, crashpoint.Here)
+		if err != nil {
+			return err
+		}
+		d.pool.Store(p)
+		d.v.Store(v)
+		log.WithFields(logrus.Fields{"volumes": len(v.List()), "pool": vol.PoolName, "ms": time.Since(start).Milliseconds()}).Info("volumes: ready")
+		return nil
+	}()
+	if err != nil {
+		why := "volumes: " + err.Error()
+		d.failed.Store(&why)
+		log.WithError(err).Error("volumes: the volume driver cannot work; volume calls say why")
+	}
+	return d
+}
+
+func (d *volumeDriver) volumes() (*vol.Volumes, error) {
+	if v := d.v.Load(); v != nil {
+		return v, nil
+	}
+	if why := d.failed.Load(); why != nil {
+		return nil, errors.New("dmsize: " + *why)
+	}
+	return nil, errors.New("dmsize: the volume driver is starting")
+}
+
+func (d *volumeDriver) Create(r *volume.CreateRequest) error {
+	v, err := d.volumes()
+	if err != nil {
+		return err
+	}
+	if err := v.Create(r.Name, r.Options); err != nil {
+		return fmt.Errorf("dmsize: %w", err)
+	}
+	return nil
+}
+
+func (d *volumeDriver) Remove(r *volume.RemoveRequest) error {
+	v, err := d.volumes()
+	if err != nil {
+		return err
+	}
+	inUse := func(name string) (bool, error) {
+		if d.eng == nil {
+			return true, errors.New("no engine client")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
+		defer cancel()
+		n, err := d.eng.RunningWithVolume(ctx, name)
+		return n > 0, err
+	}
+	if err := v.Remove(r.Name, inUse); err != nil {
+		return fmt.Errorf("dmsize: %w", err)
+	}
+	return nil
+}
+
+func (d *volumeDriver) Mount(r *volume.MountRequest) (*volume.MountResponse, error) {
+	v, err := d.volumes()
+	if err != nil {
+		return nil, err
+	}
+	p, err := v.Mount(r.Name, r.ID)
+	if err != nil {
+		return nil, fmt.Errorf("dmsize: %w", err)
+	}
+	return &volume.MountResponse{Mountpoint: p}, nil
+}
+
+func (d *volumeDriver) Unmount(r *volume.UnmountRequest) error {
+	v, err := d.volumes()
+	if err != nil {
+		return err
+	}
+	if err := v.Unmount(r.Name, r.ID); err != nil {
+		return fmt.Errorf("dmsize: %w", err)
+	}
+	return nil
+}
+
+func (d *volumeDriver) Path(r *volume.PathRequest) (*volume.PathResponse, error) {
+	v, err := d.volumes()
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := v.Get(r.Name); !ok {
+		return nil, fmt.Errorf("dmsize: volume %s: %w", r.Name, vol.ErrNotFound)
+	}
+	return &volume.PathResponse{Mountpoint: v.Path(r.Name)}, nil
+}
+
+func (d *volumeDriver) Get(r *volume.GetRequest) (*volume.GetResponse, error) {
+	v, err := d.volumes()
+	if err != nil {
+		return nil, err
+	}
+	rec, ok := v.Get(r.Name)
+	if !ok {
+		return nil, fmt.Errorf("dmsize: volume %s: %w", r.Name, vol.ErrNotFound)
+	}
+	return &volume.GetResponse{Volume: d.describe(v, rec)}, nil
+}
+
+func (d *volumeDriver) List() (*volume.ListResponse, error) {
+	v, err := d.volumes()
+	if err != nil {
+		return nil, err
+	}
+	var out []*volume.Volume
+	for _, rec := range v.List() {
+		out = append(out, &volume.Volume{Name: rec.Name, Mountpoint: v.Path(rec.Name)})
+	}
+	return &volume.ListResponse{Volumes: out}, nil
+}
+
+func (d *volumeDriver) Capabilities() *volume.CapabilitiesResponse {
+	return &volume.CapabilitiesResponse{Capabilities: volume.Capability{Scope: "local"}}
+}
+
+// describe is a volume as `docker volume inspect` shows it: Status has the size, the
+// filesystem, the state, and the use while it is mounted.
+func (d *volumeDriver) describe(v *vol.Volumes, r vol.Record) *volume.Volume {
+	st := map[string]interface{}{
+		"size": size.Format(r.Size), "sizeBytes": r.Size, "fs": r.FS, "state": string(r.State),
+		"device": r.Device(), "pool": vol.PoolName, "mounts": len(r.Mounts),
+	}
+	var fs unix.Statfs_t
+	if len(r.Mounts) > 0 && unix.Statfs(v.Path(r.Name), &fs) == nil {
+		used := int64(fs.Blocks-fs.Bfree) * fs.Bsize
+		st["used"], st["usedBytes"] = size.Short(used), used
+	}
+	return &volume.Volume{Name: r.Name, Mountpoint: v.Path(r.Name), CreatedAt: r.Created.Format(time.RFC3339), Status: st}
+}
+
+// pluginHandler is the plugin socket's one handler: the volume driver's routes, and the
+// authorization plugin's two on the same mux (go-plugins-helpers has no way to compose
+// handlers). The handshake names both: a POST pattern is more specific than the sdk's own.
+func pluginHandler(vd volume.Driver, az authorization.Plugin) *volume.Handler {
+	h := volume.NewHandler(vd)
+	h.HandleFunc("POST /Plugin.Activate", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", sdk.DefaultContentTypeV1_1)
+		fmt.Fprintln(w, `{"Implements": ["authz", "VolumeDriver"]}`)
+	})
+	for path, call := range map[string]func(authorization.Request) authorization.Response{
+		"/AuthZPlugin.AuthZReq": az.AuthZReq,
+		"/AuthZPlugin.AuthZRes": az.AuthZRes,
+	} {
+		h.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			var req authorization.Request
+			dec := json.NewDecoder(r.Body)
+			dec.UseNumber()
+			if err := dec.Decode(&req); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			res := call(req)
+			sdk.EncodeResponse(w, res, res.Err != "")
+		})
+	}
+	return h
+}
+
+// handleVolumes answers the CLI's `dmsize volume status`.
+func (a *app) handleVolumes(w http.ResponseWriter, r *http.Request) {
+	v, err := a.vols.volumes()
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, control.KindUnavailable, err.Error())
+		return
+	}
+	names := r.URL.Query()["name"]
+	var recs []vol.Record
+	if len(names) == 0 {
+		recs = v.List()
+	}
+	for _, n := range names {
+		rec, ok := v.Get(n)
+		if !ok {
+			fail(w, http.StatusNotFound, control.KindNotFound, fmt.Sprintf("volume %s: no such volume of dmsize's", n))
+			return
+		}
+		recs = append(recs, rec)
+	}
+	out := make([]control.Volume, 0, len(recs))
+	for _, rec := range recs {
+		out = append(out, volumeOf(v, rec))
+	}
+	reply(w, out)
+}
+
+func volumeOf(v *vol.Volumes, r vol.Record) control.Volume {
+	cv := control.Volume{Name: r.Name, SizeBytes: r.Size, FS: r.FS, State: string(r.State), Device: r.Device(),
+		Mounts: len(r.Mounts), Created: r.Created.Format(time.RFC3339)}
+	var fs unix.Statfs_t
+	if len(r.Mounts) > 0 && unix.Statfs(v.Path(r.Name), &fs) == nil {
+		cv.FSSizeBytes = int64(fs.Blocks) * fs.Bsize
+		cv.FSUsedBytes = int64(fs.Blocks-fs.Bfree) * fs.Bsize
+	}
+	return cv
+}
+
+// handleVolumeGrow answers `dmsize volume grow NAME SIZE`.
+func (a *app) handleVolumeGrow(w http.ResponseWriter, r *http.Request) {
+	v, err := a.vols.volumes()
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, control.KindUnavailable, err.Error())
+		return
+	}
+	var req control.VolumeGrowRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil || req.Name == "" {
+		fail(w, http.StatusBadRequest, control.KindInvalid, "want {\"name\": NAME, \"size\": SIZE}")
+		return
+	}
+	want, err := size.Parse(req.Size)
+	if err != nil {
+		fail(w, http.StatusBadRequest, control.KindInvalid, fmt.Sprintf("volume %s: %v", req.Name, err))
+		return
+	}
+	start := time.Now()
+	before, err := v.Grow(req.Name, want)
+	switch {
+	case errors.Is(err, vol.ErrNotFound):
+		fail(w, http.StatusNotFound, control.KindNotFound, err.Error())
+		return
+	case errors.As(err, new(*vol.Refusal)):
+		fail(w, http.StatusConflict, control.KindRefused, err.Error())
+		return
+	case err != nil:
+		fail(w, http.StatusInternalServerError, control.KindFailed, err.Error())
+		return
+	}
+	rec, _ := v.Get(req.Name)
+	res := control.VolumeGrowResult{Volume: volumeOf(v, rec), Action: control.ActionGrown, BeforeBytes: before, DurationMs: time.Since(start).Milliseconds()}
+	if before == rec.Size {
+		res.Action = control.ActionUnchanged
+	}
+	reply(w, res)
+}

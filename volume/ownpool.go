@@ -1,0 +1,319 @@
+package volume
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/dmsize/dmsize/driver/dm"
+	"github.com/dmsize/dmsize/driver/loop"
+	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/driver/thin"
+)
+
+// PoolName is the device-mapper name of the volume pool.
+const PoolName = "dmsize-vpool"
+
+// blockSectors is the pool's data block size: 64 KiB, as the engine's loop pool has.
+const blockSectors = 128
+
+// OwnPool is the volume pool: a thin pool on two sparse files under Config.Dir/pool, made and
+// owned by dmsize. New blocks are zeroed (a volume never reads another's old data).
+type OwnPool struct {
+	ctl      *dm.Control
+	dir      string
+	dataSize int64
+	pool     dm.Dev
+	DataFile string
+	MetaFile string
+}
+
+var _ Pool = (*OwnPool)(nil)
+
+// OpenPool finds the volume pool, or assembles it from its files, creating them on first use.
+// Each step is safe to repeat: a crash leaves files (kept), loop devices (autoclear: gone with
+// the process) or a pool device without a table (removed and made again).
+func OpenPool(ctl *dm.Control, dir string, dataSize int64) (*OwnPool, error) {
+	p := &OwnPool{ctl: ctl, dir: filepath.Join(dir, "pool"), dataSize: dataSize}
+	p.DataFile, p.MetaFile = filepath.Join(p.dir, "data"), filepath.Join(p.dir, "metadata")
+	info, err := ctl.Info(PoolName)
+	switch {
+	case err == nil && info.LiveTable:
+		if len(info.UUID) < len(dm.OwnPoolUUIDPrefix) || info.UUID[:len(dm.OwnPoolUUIDPrefix)] != dm.OwnPoolUUIDPrefix {
+			return nil, fmt.Errorf("volume pool: a device named %s exists that dmsize did not make (uuid %q)", PoolName, info.UUID)
+		}
+		p.pool = info.Dev
+		return p, nil
+	case err == nil:
+		// Made, never loaded: a crash in assemble.
+		if err := ctl.Remove(PoolName, false); err != nil {
+			return nil, fmt.Errorf("volume pool: removing a half-made %s: %w", PoolName, err)
+		}
+	case !errors.Is(err, dm.ErrNotFound):
+		return nil, err
+	}
+	if err := p.assemble(); err != nil {
+		return nil, fmt.Errorf("volume pool: %w", err)
+	}
+	return p, nil
+}
+
+// metaSize is the metadata file's size for a pool of data bytes: twice what the kernel's
+// guide asks (48 bytes per data block), at least 16 MiB (the guard grows it as it grows data).
+func metaSize(data int64) int64 {
+	return max(16<<20, 2*48*(data/(blockSectors*size.Sector))) &^ 4095
+}
+
+func (p *OwnPool) assemble() error {
+	if err := os.MkdirAll(p.dir, 0o700); err != nil {
+		return err
+	}
+	data, err := sparse(p.DataFile, p.dataSize)
+	if err != nil {
+		return err
+	}
+	// The metadata file is zero at creation (a sparse file reads zeros), which is what a new
+	// pool needs; one that exists is never zeroed.
+	if _, err := sparse(p.MetaFile, metaSize(data)); err != nil {
+		return err
+	}
+	metaDev, metaF, err := loop.Attach(p.MetaFile)
+	if err != nil {
+		return err
+	}
+	defer metaF.Close()
+	dataDev, dataF, err := loop.Attach(p.DataFile)
+	if err != nil {
+		return err
+	}
+	defer dataF.Close()
+	var id [8]byte
+	rand.Read(id[:])
+	dev, err := p.ctl.Create(PoolName, dm.OwnPoolUUIDPrefix+hex.EncodeToString(id[:]))
+	if err != nil {
+		return err
+	}
+	t := dm.PoolTable{MetaDev: metaDev, DataDev: dataDev, DataBlockSectors: blockSectors, LowWaterBlocks: 0}
+	err = p.ctl.Load(PoolName, []dm.Target{{Start: 0, Length: uint64(data) / size.Sector, Type: "thin-pool", Params: t.String()}})
+	if err == nil {
+		err = p.ctl.Resume(PoolName)
+	}
+	if err != nil {
+		p.ctl.Remove(PoolName, false)
+		return err
+	}
+	p.pool = dev
+	return nil
+}
+
+// sparse creates file path of size bytes (sparse) if it does not exist, and returns its size.
+func sparse(path string, bytes int64) (int64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return 0, err
+		}
+		return fi.Size(), nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if err := f.Truncate(bytes); err != nil {
+		os.Remove(path)
+		return 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
+	return bytes, nil
+}
+
+// TransactionID reads the pool's status.
+func (p *OwnPool) TransactionID() (uint64, error) {
+	st, err := thin.ReadPool(p.ctl, PoolName)
+	if err != nil {
+		return 0, err
+	}
+	if st.Status.Fail || st.Status.NeedsCheck {
+		return 0, fmt.Errorf("volume pool %s has failed or needs a check (thin_check): dmsize changes nothing in it", PoolName)
+	}
+	return st.Status.TransactionID, nil
+}
+
+func (p *OwnPool) message(m dm.PoolMsg, err error) error {
+	if err != nil {
+		return err
+	}
+	return p.ctl.OwnPoolMessage(PoolName, m)
+}
+
+// CreateThin sends create_thin.
+func (p *OwnPool) CreateThin(id uint32) error {
+	err := p.message(dm.CreateThin(id))
+	if errors.Is(err, unix.EEXIST) {
+		return ErrExists
+	}
+	return err
+}
+
+// DeleteThin sends delete; ENODATA (no such id) is success.
+func (p *OwnPool) DeleteThin(id uint32) error {
+	err := p.message(dm.DeleteThin(id))
+	switch {
+	case errors.Is(err, unix.ENODATA):
+		return nil
+	case errors.Is(err, unix.EBUSY):
+		return fmt.Errorf("thin %d: %w", id, ErrBusy)
+	}
+	return err
+}
+
+// SetTransactionID sends set_transaction_id.
+func (p *OwnPool) SetTransactionID(old, new uint64) error {
+	return p.ctl.OwnPoolMessage(PoolName, dm.SetTransactionID(old, new))
+}
+
+// Activate makes r's thin device active at r.Size, growing it if it is smaller.
+func (p *OwnPool) Activate(r Record) (string, error) {
+	name := r.Device()
+	info, err := p.ctl.Info(name)
+	switch {
+	case err == nil && info.LiveTable:
+		if _, err := thin.GrowDevice(p.ctl, name, p.pool, r.Size); err != nil {
+			return "", err
+		}
+		return dm.Node(name), nil
+	case errors.Is(err, dm.ErrNotFound):
+		if _, err := p.ctl.Create(name, "DMSIZE-VOL-"+strconv.FormatUint(uint64(r.ThinID), 10)); err != nil {
+			return "", err
+		}
+	case err != nil:
+		return "", err
+	}
+	t := dm.ThinTable{PoolDev: p.pool.String(), DevID: uint64(r.ThinID)}
+	err = p.ctl.Load(name, []dm.Target{{Start: 0, Length: uint64(r.Size) / size.Sector, Type: "thin", Params: t.String()}})
+	if err == nil {
+		err = p.ctl.Resume(name)
+	}
+	if err != nil {
+		p.ctl.Remove(name, false)
+		return "", err
+	}
+	return dm.Node(name), nil
+}
+
+// Node is r's device node.
+func (p *OwnPool) Node(r Record) string { return dm.Node(r.Device()) }
+
+// Node is r's device node.
+func (l *LazyPool) Node(r Record) string { return dm.Node(r.Device()) }
+
+// Deactivate removes r's device.
+func (p *OwnPool) Deactivate(r Record) error {
+	err := p.ctl.Remove(r.Device(), false)
+	switch {
+	case err == nil, errors.Is(err, dm.ErrNotFound):
+		return nil
+	case errors.Is(err, unix.EBUSY):
+		return ErrBusy
+	}
+	return err
+}
+
+// LazyPool is the volume pool, assembled at its first use: a plugin that never makes a volume
+// creates no file, no loop device and no device-mapper device.
+type LazyPool struct {
+	mu   sync.Mutex
+	p    *OwnPool
+	open func() (*OwnPool, error)
+}
+
+var _ Pool = (*LazyPool)(nil)
+
+// NewLazyPool opens the volume pool at once if it was ever made (its data file or its device
+// exists), else at the first create.
+func NewLazyPool(ctl *dm.Control, dir string, dataSize int64) (*LazyPool, error) {
+	l := &LazyPool{open: func() (*OwnPool, error) { return OpenPool(ctl, dir, dataSize) }}
+	_, statErr := os.Stat(filepath.Join(dir, "pool", "data"))
+	_, infoErr := ctl.Info(PoolName)
+	if statErr == nil || infoErr == nil {
+		if _, err := l.get(true); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// get returns the pool, assembling it if need; nil if it is not made and not needed.
+func (l *LazyPool) get(need bool) (*OwnPool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.p != nil || !need {
+		return l.p, nil
+	}
+	p, err := l.open()
+	if err != nil {
+		return nil, err
+	}
+	l.p = p
+	return p, nil
+}
+
+// Pool is the assembled pool, or nil.
+func (l *LazyPool) Pool() *OwnPool { p, _ := l.get(false); return p }
+
+// TransactionID is 0 for a pool not made yet: what a new pool starts at.
+func (l *LazyPool) TransactionID() (uint64, error) {
+	if p, _ := l.get(false); p != nil {
+		return p.TransactionID()
+	}
+	return 0, nil
+}
+
+func (l *LazyPool) CreateThin(id uint32) error {
+	p, err := l.get(true)
+	if err != nil {
+		return err
+	}
+	return p.CreateThin(id)
+}
+
+func (l *LazyPool) SetTransactionID(old, new uint64) error {
+	p, err := l.get(true)
+	if err != nil {
+		return err
+	}
+	return p.SetTransactionID(old, new)
+}
+
+func (l *LazyPool) Activate(r Record) (string, error) {
+	p, err := l.get(true)
+	if err != nil {
+		return "", err
+	}
+	return p.Activate(r)
+}
+
+// DeleteThin and Deactivate have nothing to do in a pool not made yet.
+func (l *LazyPool) DeleteThin(id uint32) error {
+	if p, _ := l.get(false); p != nil {
+		return p.DeleteThin(id)
+	}
+	return nil
+}
+
+func (l *LazyPool) Deactivate(r Record) error {
+	if p, _ := l.get(false); p != nil {
+		return p.Deactivate(r)
+	}
+	return nil
+}

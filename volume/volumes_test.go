@@ -1,0 +1,413 @@
+package volume
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+)
+
+// fakeKernel is a thin pool, its devices, the filesystems on them and the mount table: what
+// outlives a SIGKILL of the plugin.
+type fakeKernel struct {
+	tid     uint64
+	thins   map[uint32]bool
+	active  map[string]int64 // device -> bytes
+	open    map[string]bool  // opened outside Docker
+	fsType  map[string]string
+	fsSize  map[string]int64
+	mounted map[string]string // dir -> device
+	failAt  string            // an operation that fails once ("mkfs", "create_thin", ...)
+}
+
+func newKernel() *fakeKernel {
+	return &fakeKernel{thins: map[uint32]bool{}, active: map[string]int64{}, open: map[string]bool{},
+		fsType: map[string]string{}, fsSize: map[string]int64{}, mounted: map[string]string{}}
+}
+
+func (k *fakeKernel) fail(op string) error {
+	if k.failAt == op {
+		k.failAt = ""
+		return fmt.Errorf("injected %s failure", op)
+	}
+	return nil
+}
+
+func (k *fakeKernel) TransactionID() (uint64, error) { return k.tid, nil }
+func (k *fakeKernel) CreateThin(id uint32) error {
+	if err := k.fail("create_thin"); err != nil {
+		return err
+	}
+	if k.thins[id] {
+		return ErrExists
+	}
+	k.thins[id] = true
+	return nil
+}
+func (k *fakeKernel) DeleteThin(id uint32) error {
+	if k.active[Record{ThinID: id}.Device()] > 0 {
+		return fmt.Errorf("thin %d: %w", id, ErrBusy)
+	}
+	delete(k.thins, id)
+	return nil
+}
+func (k *fakeKernel) SetTransactionID(old, new uint64) error {
+	if k.tid != old {
+		return fmt.Errorf("mismatched transaction id: %d, not %d", k.tid, old)
+	}
+	k.tid = new
+	return nil
+}
+func (k *fakeKernel) Activate(r Record) (string, error) {
+	if err := k.fail("activate"); err != nil {
+		return "", err
+	}
+	if !k.thins[r.ThinID] {
+		return "", fmt.Errorf("thin %d: no such thin id", r.ThinID)
+	}
+	d := r.Device()
+	k.active[d] = max(k.active[d], r.Size)
+	return "/dev/mapper/" + d, nil
+}
+func (k *fakeKernel) Deactivate(r Record) error {
+	d := r.Device()
+	if k.open[d] {
+		return ErrBusy
+	}
+	for _, dev := range k.mounted {
+		if dev == "/dev/mapper/"+d {
+			return ErrBusy
+		}
+	}
+	delete(k.active, d)
+	return nil
+}
+
+func (k *fakeKernel) Make(dev, fs string) error {
+	if err := k.fail("mkfs"); err != nil {
+		return err
+	}
+	k.fsType[dev], k.fsSize[dev] = fs, k.active[strings.TrimPrefix(dev, "/dev/mapper/")]
+	return nil
+}
+func (k *fakeKernel) Mount(dev, dir, fs string) error {
+	if k.fsType[dev] != fs {
+		return fmt.Errorf("mount %s: no %s filesystem", dev, fs)
+	}
+	k.mounted[dir] = dev
+	return nil
+}
+func (k *fakeKernel) Unmount(dir string) error         { delete(k.mounted, dir); return nil }
+func (k *fakeKernel) Mounted(dir string) (bool, error) { _, ok := k.mounted[dir]; return ok, nil }
+func (k *fakeKernel) Grow(dev string, size int64) error {
+	if err := k.fail("growfs"); err != nil {
+		return err
+	}
+	if d := k.active[strings.TrimPrefix(dev, "/dev/mapper/")]; d < size {
+		return fmt.Errorf("growfs %s to %d: the device has %d", dev, size, d)
+	}
+	k.fsSize[dev] = max(k.fsSize[dev], size)
+	return nil
+}
+
+type crash string
+
+const G = int64(1) << 30
+
+func testConfig(dir string) Config {
+	return Config{Dir: dir, PoolSize: 100 * G, DefaultSize: 10 * G, DefaultFS: "ext4", MaxSize: 1 << 40, MountRoot: "/mnt/volumes"}
+}
+
+func quiet() logrus.FieldLogger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+func open(t *testing.T, dir string, k *fakeKernel, step func(string)) *Volumes {
+	t.Helper()
+	v, err := Open(testConfig(dir), k, k, quiet(), step)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// check: every volume is ready, whole and where the records say; the pool holds nothing else.
+func check(t *testing.T, v *Volumes, k *fakeKernel) {
+	t.Helper()
+	if err := v.Broken(); err != nil {
+		t.Fatalf("broken: %v", err)
+	}
+	p, _, _ := v.store.loadPool()
+	if k.tid != p.TransactionID || v.tid != k.tid {
+		t.Fatalf("transaction ids: kernel %d, pool.json %d, in memory %d", k.tid, p.TransactionID, v.tid)
+	}
+	ids := map[uint32]bool{}
+	for _, r := range v.List() {
+		if r.State != Ready {
+			t.Fatalf("volume %s left %s", r.Name, r.State)
+		}
+		ids[r.ThinID] = true
+		dev := "/dev/mapper/" + r.Device()
+		if !k.thins[r.ThinID] || k.active[r.Device()] < r.Size || k.fsSize[dev] != r.Size || k.fsType[dev] != r.FS {
+			t.Fatalf("volume %s (%d bytes): thin %v, device %d bytes, %s of %d bytes", r.Name, r.Size, k.thins[r.ThinID], k.active[r.Device()], k.fsType[dev], k.fsSize[dev])
+		}
+		_, mounted := k.mounted[v.Path(r.Name)]
+		if mounted != (len(r.Mounts) > 0) {
+			t.Fatalf("volume %s: mounted %v with mount IDs %v", r.Name, mounted, r.Mounts)
+		}
+	}
+	for id := range k.thins {
+		if !ids[id] {
+			t.Fatalf("thin id %d in the pool, in no record", id)
+		}
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	k := newKernel()
+	v := open(t, t.TempDir(), k, nil)
+	if err := v.Create("data", map[string]string{"size": "20G", "fs": "xfs"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Create("data", nil); err != nil {
+		t.Fatalf("a repeated create: %v", err)
+	}
+	if err := v.Create("data", map[string]string{"size": "30G"}); err == nil || !strings.Contains(err.Error(), "exists (20GiB, xfs, ready)") {
+		t.Fatalf("a create with other options: %v", err)
+	}
+	p1, err := v.Mount("data", "m1")
+	if err != nil || p1 != "/mnt/volumes/data" {
+		t.Fatalf("%q %v", p1, err)
+	}
+	v.Mount("data", "m2")
+	v.Mount("data", "m2") // dockerd repeats a mount ID after its restart
+	if err := v.Remove("data", func(string) (bool, error) { return true, nil }); err == nil || !strings.Contains(err.Error(), "in use: mounted for 2 containers") {
+		t.Fatalf("remove of a mounted volume: %v", err)
+	}
+	v.Unmount("data", "m1")
+	if _, ok := k.mounted["/mnt/volumes/data"]; !ok {
+		t.Fatal("unmounted while m2 uses it")
+	}
+	if before, err := v.Grow("data", 25*G); err != nil || before != 20*G {
+		t.Fatalf("grow: %d %v", before, err)
+	}
+	if _, err := v.Grow("data", 5*G); err == nil || !strings.Contains(err.Error(), "never shrinks") {
+		t.Fatalf("shrink: %v", err)
+	}
+	v.Unmount("data", "m2")
+	v.Unmount("data", "unknown")
+	check(t, v, k)
+	if err := v.Remove("data", nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.thins) != 0 || len(k.active) != 0 || len(v.List()) != 0 {
+		t.Fatalf("left: %v %v %v", k.thins, k.active, v.List())
+	}
+	check(t, v, k)
+	if k.tid != 2 {
+		t.Fatalf("transaction id %d after a create and a remove", k.tid)
+	}
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	k := newKernel()
+	v := open(t, t.TempDir(), k, nil)
+	for _, c := range []struct {
+		name string
+		opts map[string]string
+		want string
+	}{
+		{"a", map[string]string{"size": "lots"}, `option size=lots: size "lots": not a size`},
+		{"a", map[string]string{"fs": "btrfs"}, "option fs=btrfs: not one of ext4, xfs"},
+		{"a", map[string]string{"sise": "1G"}, `unknown option "sise" (known: size, fs)`},
+		{"a", map[string]string{"size": "2T"}, "above the plugin's maximum"},
+		{"a", map[string]string{"size": "1M"}, "below the smallest volume"},
+		{"../x", nil, "volume name"},
+		{"", nil, "volume name"},
+	} {
+		if err := v.Create(c.name, c.opts); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q %v: %v, want %q", c.name, c.opts, err, c.want)
+		}
+	}
+	for _, op := range []string{"create_thin", "activate", "mkfs"} {
+		k.failAt = op
+		if err := v.Create("f", nil); err == nil {
+			t.Fatalf("%s failure: create succeeded", op)
+		}
+		if len(k.thins) != 0 || len(v.List()) != 0 {
+			t.Fatalf("%s failure left %v %v", op, k.thins, v.List())
+		}
+		check(t, v, k)
+	}
+	if _, err := v.Mount("nope", "m"); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	if err := v.Remove("nope", nil); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+}
+
+// A volume open outside Docker is not removed, and stays whole.
+func TestRemoveBusy(t *testing.T) {
+	k := newKernel()
+	v := open(t, t.TempDir(), k, nil)
+	v.Create("v", nil)
+	k.open["dmsize-vol-1"] = true
+	if err := v.Remove("v", nil); err == nil || !strings.Contains(err.Error(), "open outside Docker; nothing was removed") {
+		t.Fatal(err)
+	}
+	check(t, v, k)
+	// Mount IDs the engine no longer knows (a dockerd crash) do not keep a volume forever.
+	delete(k.open, "dmsize-vol-1")
+	v.Mount("v", "lost")
+	if err := v.Remove("v", func(string) (bool, error) { return false, nil }); err != nil {
+		t.Fatal(err)
+	}
+	check(t, v, k)
+}
+
+// A SIGKILL after every step of every operation: the next start leaves every volume whole or
+// gone, the pool with no thin id no record names, the transaction ids agreeing; and the
+// operation, repeated, succeeds.
+func TestCrashAfterEachStep(t *testing.T) {
+	steps := []string{StepCreateIntent, StepThinCreated, StepTxnSet, StepPoolRecorded, StepFilesystem,
+		StepMountRecorded, StepGrowIntent, StepDeviceGrown, StepRemoveIntent, StepThinDeleted, StepRemoveTxnSet, StepRemovePoolNote}
+	for _, at := range steps {
+		t.Run(at, func(t *testing.T) {
+			dir, k := t.TempDir(), newKernel()
+			// A bystander volume, mounted, that must come through every crash.
+			by := open(t, dir, k, nil)
+			if err := by.Create("by", map[string]string{"size": "1G"}); err != nil {
+				t.Fatal(err)
+			}
+			by.Mount("by", "b1")
+			hit := false
+			v := open(t, dir, k, func(s string) {
+				if s == at && !hit {
+					hit = true
+					panic(crash(s))
+				}
+			})
+			ops := []func() error{
+				func() error { return v.Create("v", map[string]string{"size": "2G"}) },
+				func() error { _, err := v.Mount("v", "m1"); return err },
+				func() error { _, err := v.Grow("v", 3*G); return err },
+				func() error { return v.Unmount("v", "m1") },
+				func() error { return v.Remove("v", nil) },
+			}
+			crashed := -1
+			for i, op := range ops {
+				func() {
+					defer func() {
+						if r := recover(); r != nil {
+							if _, ok := r.(crash); !ok {
+								panic(r)
+							}
+							crashed = i
+						}
+					}()
+					if err := op(); err != nil {
+						t.Fatalf("op %d: %v", i, err)
+					}
+				}()
+				if crashed >= 0 {
+					break
+				}
+			}
+			if crashed < 0 {
+				t.Fatalf("step %s never reached", at)
+			}
+			// The next start.
+			v = open(t, dir, k, nil)
+			check(t, v, k)
+			if _, ok := k.mounted[v.Path("by")]; !ok {
+				t.Fatal("the bystander was unmounted")
+			}
+			// The rest, from the interrupted operation on, succeeds.
+			rest := []func() error{
+				func() error { return v.Create("v", map[string]string{"size": "2G"}) },
+				func() error { _, err := v.Mount("v", "m1"); return err },
+				func() error { _, err := v.Grow("v", 3*G); return err },
+				func() error { return v.Unmount("v", "m1") },
+				func() error { return v.Remove("v", nil) },
+			}
+			if _, ok := v.Get("v"); !ok && crashed > 0 && crashed < 4 {
+				t.Fatalf("volume v lost in a crash at %s", at)
+			}
+			for i := crashed; i < len(rest); i++ {
+				if i == 4 {
+					if _, ok := v.Get("v"); !ok {
+						break // the removal completed at start
+					}
+				}
+				if err := rest[i](); err != nil {
+					t.Fatalf("after the crash, op %d: %v", i, err)
+				}
+			}
+			check(t, v, k)
+			if _, ok := v.Get("v"); ok || len(k.thins) != 1 {
+				t.Fatalf("after the remove: %v, thins %v", v.List(), k.thins)
+			}
+		})
+	}
+}
+
+// Records that do not describe the pool (a STATE_DIR restored from a backup) stop every pool
+// change; existing volumes still mount.
+func TestDivergedRecords(t *testing.T) {
+	dir, k := t.TempDir(), newKernel()
+	v := open(t, dir, k, nil)
+	v.Create("a", nil)
+	k.tid += 5
+	v = open(t, dir, k, nil)
+	if v.Broken() == nil {
+		t.Fatal("not broken")
+	}
+	if err := v.Create("b", nil); err == nil || !strings.Contains(err.Error(), "transaction id is 6") {
+		t.Fatalf("create: %v", err)
+	}
+	if _, err := v.Mount("a", "m"); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := v.Get("a"); !ok || r.State != Ready {
+		t.Fatal("Get")
+	}
+}
+
+func (k *fakeKernel) MountPoints(dev string, _ bool) ([]string, error) {
+	var out []string
+	for dir, d := range k.mounted {
+		if d == dev {
+			out = append(out, dir)
+		}
+	}
+	return out, nil
+}
+
+func (k *fakeKernel) Node(r Record) string { return "/dev/mapper/" + r.Device() }
+
+// A restarted plugin finds a stray copy of a volume's mount (its bind of the data root carries
+// the host's propagated mounts): the start unmounts it, so the volume's removal finds the
+// device free.
+func TestStrayMountCopies(t *testing.T) {
+	dir, k := t.TempDir(), newKernel()
+	v := open(t, dir, k, nil)
+	v.Create("v", nil)
+	v.Mount("v", "m1")
+	k.mounted["/var/lib/docker/plugins/x/propagated-mount/v"] = "/dev/mapper/dmsize-vol-1"
+	v = open(t, dir, k, nil)
+	if _, ok := k.mounted["/var/lib/docker/plugins/x/propagated-mount/v"]; ok {
+		t.Fatal("the stray copy is still mounted after the start")
+	}
+	check(t, v, k)
+	k.mounted["/elsewhere"] = "/dev/mapper/dmsize-vol-1"
+	if err := v.Remove("v", func(string) (bool, error) { return false, nil }); err != nil {
+		t.Fatal(err)
+	}
+	check(t, v, k)
+}
