@@ -183,16 +183,15 @@ func (d *volumeDriver) Capabilities() *volume.CapabilitiesResponse {
 // describe is a volume as `docker volume inspect` shows it: Status has the size, the
 // filesystem, the state, and the use while it is mounted.
 func (d *volumeDriver) describe(v *vol.Volumes, r vol.Record) *volume.Volume {
+	cv := volumeOf(v, r)
 	st := map[string]interface{}{
-		"size": size.Format(r.Size), "sizeBytes": r.Size, "fs": r.FS, "state": string(r.State),
-		"device": r.Device(), "pool": vol.PoolName, "mounts": len(r.Mounts),
+		"size": size.Format(cv.SizeBytes), "sizeBytes": cv.SizeBytes, "fs": cv.FS, "state": cv.State,
+		"device": cv.Device, "pool": vol.PoolName, "mounts": cv.Mounts,
 	}
-	var fs unix.Statfs_t
-	if len(r.Mounts) > 0 && unix.Statfs(v.Path(r.Name), &fs) == nil {
-		used := int64(fs.Blocks-fs.Bfree) * fs.Bsize
-		st["used"], st["usedBytes"] = size.Short(used), used
+	if cv.FSSizeBytes > 0 {
+		st["used"], st["usedBytes"] = size.Short(cv.FSUsedBytes), cv.FSUsedBytes
 	}
-	return &volume.Volume{Name: r.Name, Mountpoint: v.Path(r.Name), CreatedAt: r.Created.Format(time.RFC3339), Status: st}
+	return &volume.Volume{Name: r.Name, Mountpoint: v.Path(r.Name), CreatedAt: cv.Created, Status: st}
 }
 
 // pluginHandler is the plugin socket's one handler: the volume driver's routes, and the
@@ -250,6 +249,8 @@ func (a *app) handleVolumes(w http.ResponseWriter, r *http.Request) {
 	reply(w, out)
 }
 
+// volumeOf is what the control API and `docker volume inspect` say of a volume: the filesystem's
+// size and use only while it is mounted.
 func volumeOf(v *vol.Volumes, r vol.Record) control.Volume {
 	cv := control.Volume{Name: r.Name, SizeBytes: r.Size, FS: r.FS, State: string(r.State), Device: r.Device(),
 		Mounts: len(r.Mounts), Created: r.Created.Format(time.RFC3339)}

@@ -1,8 +1,6 @@
 package fs
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"strconv"
@@ -15,17 +13,7 @@ import (
 // major:minor. Matching the device number, not the source path, finds a device mounted under
 // any of its names (/dev/dm-3, /dev/mapper/..., a node made elsewhere).
 func mountPoints(mountinfo []byte, major, minor uint32) []string {
-	want := fmt.Sprintf("%d:%d", major, minor)
-	var points []string
-	sc := bufio.NewScanner(bytes.NewReader(mountinfo))
-	for sc.Scan() {
-		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ... - FSTYPE SOURCE SUPEROPTIONS
-		f := strings.Fields(sc.Text())
-		if len(f) >= 5 && f[2] == want {
-			points = append(points, unescapeOctal(f[4]))
-		}
-	}
-	return points
+	return mountPointsOf(mountinfo, major, minor, false)
 }
 
 // unescapeOctal undoes the \ooo escapes (space, tab, newline, backslash) of mountinfo paths.
