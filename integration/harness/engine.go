@@ -35,6 +35,12 @@ type Setup struct {
 	DataRoot string
 	// NoAutoextend leaves LVM's own thin pool autoextension off (direct-lvm).
 	NoAutoextend bool
+	// NoBlkDiscard sets dm.blkdiscard=false. On loop files the driver discards a device's
+	// blocks before deleting it: it activates the device again, opens it, and the close wakes
+	// udev, whose blkid can still have it open when the delete comes (EBUSY: marked deleted,
+	// retried 30 s later). That is the stock engine's race, 1 docker rm in 15 without dmsize
+	// (session 7); a test of what dmsize adds to a removal turns it off.
+	NoBlkDiscard bool
 }
 
 func (s Setup) args() []string {
@@ -56,6 +62,9 @@ func (s Setup) args() []string {
 	}
 	if s.NoAutoextend {
 		a = append(a, "--autoextend", "off")
+	}
+	if s.NoBlkDiscard {
+		a = append(a, "--blkdiscard", "false")
 	}
 	return a
 }
