@@ -12,6 +12,8 @@ VM_TESTS_trixie := ./integration/snapshotter
 # The VM suite also runs every benchmark once, so that none rots; `make bench` runs them for real.
 DMSIZE_BENCH ?= .
 DMSIZE_BENCHTIME ?= 1x
+# How many volumes TestVolumes/many creates and removes (200 measured once: README, Volumes).
+DMSIZE_VOLUMES ?= 30
 # Whole-VM limit (seconds): a hung guest is killed and reported with its console tail. The
 # bookworm suite takes about 60 min under TCG on 2 cores (see README: Testing).
 VM_TIMEOUT ?= 4500
@@ -78,7 +80,7 @@ define payload
 	cp -r $(BUILD)/plugin-containerd $(1)/plugin-containerd
 	cp $(BUILD)/bin/dmsize $(1)/guest/dmsize
 	echo $(2) > $(1)/profile
-	printf "DMSIZE_RUN='%s'\nDMSIZE_SKIP='%s'\nDMSIZE_BENCH='%s'\nDMSIZE_BENCHTIME='%s'\n" '$(DMSIZE_RUN)' '$(DMSIZE_SKIP)' '$(DMSIZE_BENCH)' '$(DMSIZE_BENCHTIME)' > $(1)/env
+	printf "DMSIZE_RUN='%s'\nDMSIZE_SKIP='%s'\nDMSIZE_BENCH='%s'\nDMSIZE_BENCHTIME='%s'\nDMSIZE_VOLUMES='%s'\n" '$(DMSIZE_RUN)' '$(DMSIZE_SKIP)' '$(DMSIZE_BENCH)' '$(DMSIZE_BENCHTIME)' '$(DMSIZE_VOLUMES)' > $(1)/env
 	ln -s guest/$(3) $(1)/run
 	for pkg in $(4); do \
 		$(GO) test -c -tags vmtest -o $(1)/tests/$$(basename $$pkg).test $$pkg || exit 1; \

@@ -25,13 +25,17 @@ func DeviceUsers(name string) string {
 	var b strings.Builder
 	b.WriteString(info)
 	procs, _ := filepath.Glob("/proc/[0-9]*")
+	seen := map[string]bool{} // mount namespaces already listed: one process of each
 	for _, p := range procs {
 		comm, _ := os.ReadFile(p + "/comm")
-		who := fmt.Sprintf("%s (%s)", filepath.Base(p), strings.TrimSpace(string(comm)))
-		if mi, err := os.ReadFile(p + "/mountinfo"); err == nil {
+		ns, _ := os.Readlink(p + "/ns/mnt")
+		who := fmt.Sprintf("%s (%s, %s)", filepath.Base(p), strings.TrimSpace(string(comm)), ns)
+		if mi, err := os.ReadFile(p + "/mountinfo"); err == nil && !seen[ns] {
+			seen[ns] = true
 			for _, l := range strings.Split(string(mi), "\n") {
+				// The whole line: mount and parent IDs, and the propagation (shared:N, master:N).
 				if f := strings.Fields(l); len(f) > 4 && f[2] == mm {
-					fmt.Fprintf(&b, "\nmounted by %s on %s", who, f[4])
+					fmt.Fprintf(&b, "\nmounted by %s: %s", who, l)
 				}
 			}
 		}
