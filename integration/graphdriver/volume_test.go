@@ -31,9 +31,13 @@ func TestVolumes(t *testing.T) {
 	t.Run("bad-options", func(t *testing.T) { volumeBadOptions(t, e.With(t)) })
 	t.Run("crash", func(t *testing.T) { volumeCrashes(t, e.With(t)) })
 	// 30 in the suite; `make vm-test-bookworm DMSIZE_VOLUMES=200 …` for the issue's 200.
-	many, err := strconv.Atoi(os.Getenv("DMSIZE_VOLUMES"))
-	if err != nil || many < 1 {
-		many = 30
+	many := 30
+	if s := os.Getenv("DMSIZE_VOLUMES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("DMSIZE_VOLUMES=%q: want a count of at least 1", s)
+		}
+		many = n
 	}
 	t.Run("many", func(t *testing.T) { volumeMany(t, e.With(t), many) })
 }
