@@ -15,6 +15,8 @@ DMSIZE_BENCHTIME ?= 1x
 # How many volumes TestVolumes/many creates and removes; empty: the test's own 30 (200 measured
 # once: README, Volumes).
 DMSIZE_VOLUMES ?=
+# DMSIZE_SHARED_ROOT=1: the guest makes / rshared before the tests, as systemd does on a host.
+DMSIZE_SHARED_ROOT ?=
 # Whole-VM limit (seconds): a hung guest is killed and reported with its console tail. The
 # bookworm suite takes about 60 min under TCG on 2 cores (see README: Testing).
 VM_TIMEOUT ?= 4500
@@ -81,7 +83,7 @@ define payload
 	cp -r $(BUILD)/plugin-containerd $(1)/plugin-containerd
 	cp $(BUILD)/bin/dmsize $(1)/guest/dmsize
 	echo $(2) > $(1)/profile
-	printf "DMSIZE_RUN='%s'\nDMSIZE_SKIP='%s'\nDMSIZE_BENCH='%s'\nDMSIZE_BENCHTIME='%s'\nDMSIZE_VOLUMES='%s'\n" '$(DMSIZE_RUN)' '$(DMSIZE_SKIP)' '$(DMSIZE_BENCH)' '$(DMSIZE_BENCHTIME)' '$(DMSIZE_VOLUMES)' > $(1)/env
+	printf "DMSIZE_RUN='%s'\nDMSIZE_SKIP='%s'\nDMSIZE_BENCH='%s'\nDMSIZE_BENCHTIME='%s'\nDMSIZE_VOLUMES='%s'\nDMSIZE_SHARED_ROOT='%s'\n" '$(DMSIZE_RUN)' '$(DMSIZE_SKIP)' '$(DMSIZE_BENCH)' '$(DMSIZE_BENCHTIME)' '$(DMSIZE_VOLUMES)' '$(DMSIZE_SHARED_ROOT)' > $(1)/env
 	ln -s guest/$(3) $(1)/run
 	for pkg in $(4); do \
 		$(GO) test -c -tags vmtest -o $(1)/tests/$$(basename $$pkg).test $$pkg || exit 1; \

@@ -17,13 +17,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/docker/go-connections/sockets"
 	"github.com/sirupsen/logrus"
 
 	"github.com/dmsize/dmsize/control"
 	"github.com/dmsize/dmsize/internal/crashpoint"
 )
 
-// socketName is the plugin socket under /run/docker/plugins, as named in config.json.
+// socketName is the plugin socket under control.PluginSocketDir, as named in config.json.
 const socketName = "dmsize"
 
 var version = "dev"
@@ -48,6 +49,16 @@ func main() {
 		logrus.WithField("LOG_LEVEL", cfg.LogLevel).Warn("unknown log level; using info")
 	}
 	log := logrus.WithField("plugin", "dmsize")
+	// Listen before the repairs: dockerd dials a plugin it (re)started 0.5 s after starting it and
+	// then only every 3 s; a plugin that dies between a failed first dial and the next one is
+	// disabled for good. A listening socket takes the dial; requests wait in the backlog until
+	// the handler serves them, once the records are repaired.
+	os.MkdirAll(control.PluginSocketDir, 0o755)
+	l, err := sockets.NewUnixSocket(filepath.Join(control.PluginSocketDir, socketName+".sock"), 0)
+	if err != nil {
+		log.WithError(err).Fatal("listening on the plugin socket")
+	}
+	defer os.Remove(l.Addr().String())
 	a := &app{cfg: cfg, log: log}
 
 	switch step, err := crashpoint.Arm(filepath.Join(cfg.StateDir, "crash-at")); {
@@ -71,7 +82,7 @@ func main() {
 	h := pluginHandler(vd, a)
 	log.WithFields(logrus.Fields{"version": version, "socket": socketName, "mode": cfg.Mode}).Info("dmsize plugin serving")
 	errc := make(chan error, 1)
-	go func() { errc <- h.ServeUnix(socketName, 0) }()
+	go func() { errc <- h.Serve(l) }()
 	select {
 	case err := <-errc:
 		log.WithError(err).Fatal("serving the plugin socket")

@@ -53,6 +53,11 @@ func openVolumes(cfg config, log logrus.FieldLogger) *volumeDriver {
 		if err != nil {
 			return err
 		}
+		if err := vol.Isolate(dataRootMount, volumeMountRoot, log); err != nil {
+			// Volumes still work; only a copy left from before a crash can hold one open, and
+			// its removal then says so.
+			log.WithError(err).Warn("volumes: the plugin's namespace keeps the host's copies of volume mounts")
+		}
 		c := vol.Config{Dir: filepath.Join(cfg.StateDir, "volumes"), PoolSize: cfg.VolumePoolSize, DefaultSize: cfg.VolumeSize,
 			DefaultFS: cfg.VolumeFS, MaxSize: cfg.MaxSize, MountRoot: volumeMountRoot}
 		start := time.Now()

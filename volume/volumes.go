@@ -214,11 +214,10 @@ func (v *Volumes) ready(r Record) error {
 }
 
 // unmountCopies unmounts every mount of r's device dev in the plugin's namespace but keep
-// (with unsharedOnly, every unshared one). A plugin that dockerd restarts after a crash gets, through its bind of the data root,
-// a private copy of each volume the host has mounted under the plugin's propagated-mount
-// directory: nothing uses it, and it would keep the device open after the volume's last
-// unmount (seen in the VM: `docker volume rm` then found the device busy). At start a shared
-// copy is left alone (its unmount would reach the host's); a removal unmounts every copy.
+// (with unsharedOnly, every unshared one). Isolate detaches, at start, the copies a restarted
+// plugin gets through its bind of the data root; this is the fallback when it could not, and
+// for any other copy a mount by path still reaches. At start a shared copy is left alone (its
+// unmount would reach the host's); a removal unmounts every copy.
 func (v *Volumes) unmountCopies(r Record, dev, keep string, unsharedOnly bool) error {
 	points, err := v.fs.MountPoints(dev, unsharedOnly)
 	if err != nil {

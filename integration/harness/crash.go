@@ -141,16 +141,15 @@ func (e *Engine) PluginEnabled() bool {
 }
 
 // KillPlugin SIGKILLs the running plugin and waits for the engine to start a new one; it
-// returns how long that took. It then waits for the new plugin to serve its metrics, and until
-// the new process is 2 s old: dockerd dials a restarted plugin's socket 0.5 s after it started
-// it, and gives up on the plugin for good (disabled, never restarted again) if it died before
-// that (the restart-latency test shows it).
+// returns how long that took. It then waits for the new plugin to serve its metrics, and for
+// dockerd to have finished starting it (WaitStarted).
 func (e *Engine) KillPlugin() time.Duration {
 	e.t.Helper()
 	pid := PluginPID()
 	if pid == 0 {
 		e.t.Fatal("no plugin process to kill")
 	}
+	killed := time.Now()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		e.t.Fatal(err)
 	}
@@ -158,13 +157,36 @@ func (e *Engine) KillPlugin() time.Duration {
 	if !ok {
 		e.t.Fatalf("the engine did not restart the plugin in 60 s after a SIGKILL; dockerd's log:\n%s", LastLines(e.DaemonLog(), 30))
 	}
-	seen := time.Now()
 	e.WaitFor("the restarted plugin's metrics", 60*time.Second, func() bool {
 		_, err := Metrics()
 		return err == nil
 	})
-	time.Sleep(time.Until(seen.Add(2 * time.Second)))
+	e.WaitStarted(killed)
 	return took
+}
+
+// WaitStarted waits until dockerd has finished (re)starting the plugin since time since.
+// dockerd dials a plugin it started 0.5 s after starting it, then every 3 s, and only after a
+// dial succeeds does it count the plugin as started and restart it if it dies: a plugin that
+// dies before that is disabled for good. Its last act is to save the plugin's config.json
+// (pluginPostStart, moby 20.10 to 26): that write is the sign. It returns when the save came, counted from since.
+func (e *Engine) WaitStarted(since time.Time) time.Duration {
+	e.t.Helper()
+	root := e.Setup.DataRoot
+	if root == "" {
+		root = "/var/lib/docker"
+	}
+	cfg := filepath.Join(root, "plugins", e.Docker("plugin", "inspect", "--format", "{{.Id}}", Plugin), "config.json")
+	var saved time.Time
+	e.WaitFor("dockerd to finish starting the plugin (its save of "+cfg+")", 30*time.Second, func() bool {
+		st, err := os.Stat(cfg)
+		if err != nil {
+			return false
+		}
+		saved = st.ModTime()
+		return saved.After(since)
+	})
+	return saved.Sub(since)
 }
 
 // NextPluginPID waits for a plugin process other than old; it returns its pid, how long the
@@ -384,4 +406,39 @@ func Metrics() (map[string]float64, error) {
 		}
 	}
 	return m, nil
+}
+
+// PoolThinIDs lists the thin device ids in live pool's metadata, read from a metadata snapshot
+// (reserve_metadata_snap, thin_dump --metadata-snap, release_metadata_snap): a device that is
+// not active is still counted, as dmsetup ls would not.
+func PoolThinIDs(t testing.TB, pool string) []string {
+	t.Helper()
+	table := strings.Fields(MustRun(t, "dmsetup", "table", pool))
+	if len(table) < 4 || table[2] != "thin-pool" {
+		t.Fatalf("pool %s: table %q", pool, table)
+	}
+	// The metadata device is MAJ:MIN in the table; its node name is in sysfs.
+	uevent := MustRun(t, "cat", "/sys/dev/block/"+table[3]+"/uevent")
+	var node string
+	for _, l := range strings.Split(uevent, "\n") {
+		if name, ok := strings.CutPrefix(l, "DEVNAME="); ok {
+			node = "/dev/" + name
+		}
+	}
+	if node == "" {
+		t.Fatalf("no DEVNAME for %s: %s", table[3], uevent)
+	}
+	MustRun(t, "dmsetup", "message", pool, "0", "reserve_metadata_snap")
+	out, err := Run("thin_dump", "--metadata-snap", node)
+	MustRun(t, "dmsetup", "message", pool, "0", "release_metadata_snap")
+	if err != nil {
+		t.Fatalf("thin_dump --metadata-snap %s: %v\n%s", node, err, out)
+	}
+	var ids []string
+	for _, f := range strings.Fields(out) {
+		if id, ok := strings.CutPrefix(f, `dev_id="`); ok {
+			ids = append(ids, strings.TrimSuffix(id, `"`))
+		}
+	}
+	return ids
 }

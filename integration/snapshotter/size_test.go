@@ -32,7 +32,7 @@ func snapDevice(t *testing.T, id string) string {
 // and start, a containerd and dockerd restart and two reboots (with and without containerd-sync),
 // removed with nothing left; on ext4 also 8 GiB written into the 6 GiB pool. xfs runs what
 // depends on the filesystem (sizing, growth, the reboot's restore): the restart, the hook and the
-// labels are the same code on both.
+// labels are the same code on both. The xfs engine also runs a sized volume (volumeOnDocker26).
 func TestSnapshotterLifecycle(t *testing.T) {
 	t.Run("ext4", func(t *testing.T) { snapshotterLifecycle(t, "ext4", true) })
 	t.Run("xfs", func(t *testing.T) { snapshotterLifecycle(t, "xfs", false) })
@@ -70,6 +70,8 @@ func snapshotterLifecycle(t *testing.T, fs string, all bool) {
 	e.InstallDmsize()
 	if all {
 		checkEngine(t, e)
+	} else {
+		t.Run("volume", func(t *testing.T) { volumeOnDocker26(t, e.With(t)) })
 	}
 
 	// docker create, then start: sized in between, the first df sees 20G.
