@@ -93,3 +93,13 @@ func (c *Client) RunningWithVolume(ctx context.Context, name string) (int, error
 	}
 	return len(list), nil
 }
+
+// ContainersWithVolume counts the containers, in any state, that refer to volume name. A
+// container refers to its volumes from its create on, before it mounts them at its start.
+func (c *Client) ContainersWithVolume(ctx context.Context, name string) (int, error) {
+	list, err := c.api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("volume", name))})
+	if err != nil {
+		return 0, fmt.Errorf("engine: listing the containers that refer to volume %s: %w", name, err)
+	}
+	return len(list), nil
+}

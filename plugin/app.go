@@ -89,6 +89,7 @@ func (a *app) run(ctx context.Context) {
 	if err := eng.WaitReady(ctx); err != nil {
 		return
 	}
+	a.forgetStaleVolumeMounts(ctx, eng)
 	st, err := eng.Storage(ctx)
 	if err != nil {
 		a.giveUp(a.log, err, "reading the engine's storage; dmsize does nothing")
@@ -199,6 +200,27 @@ func repairBeforeServing(cfg config, log logrus.FieldLogger) {
 	defer ctl.Close()
 	if n := snapshotter.Repair(ctl, cfg.StateDir, log); n > 0 {
 		log.WithField("devices", n).Info("restored the sizes of snapshot devices containerd re-created")
+	}
+}
+
+// forgetStaleVolumeMounts drops the mount IDs of volumes no container refers to any more (their
+// containers went while the plugin was down), once the engine answers.
+func (a *app) forgetStaleVolumeMounts(ctx context.Context, eng *engine.Client) {
+	if a.vols == nil {
+		return
+	}
+	v, err := a.vols.volumes()
+	if err != nil {
+		return
+	}
+	n := v.ForgetStaleMounts(func(name string) (bool, error) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		n, err := eng.ContainersWithVolume(ctx, name)
+		return n > 0, err
+	})
+	if n > 0 {
+		a.log.WithField("volumes", n).Info("volumes: unmounted the volumes no container refers to any more")
 	}
 }
 

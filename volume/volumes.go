@@ -557,6 +557,67 @@ func (v *Volumes) Unmount(name, id string) error {
 	return nil
 }
 
+// ForgetStaleMounts drops the mount IDs of every volume no container refers to any more, and
+// unmounts it: dockerd's unmount of a container that went while the plugin was down (disabled,
+// crashed) never arrived. referenced says whether any container, in any state, refers to a
+// volume; a container refers to it from its create on, before it mounts it. Only the IDs
+// recorded before the question are dropped: a mount that comes meanwhile is kept. It returns
+// how many volumes it unmounted.
+func (v *Volumes) ForgetStaleMounts(referenced func(name string) (bool, error)) int {
+	v.mu.Lock()
+	asked := map[string][]string{}
+	for name, r := range v.recs {
+		if r.State == Ready && len(r.Mounts) > 0 {
+			asked[name] = slices.Clone(r.Mounts)
+		}
+	}
+	v.mu.Unlock()
+	n := 0
+	for name, ids := range asked {
+		ref, err := referenced(name)
+		if err != nil {
+			v.log.WithError(err).WithField("volume", name).Warn("volumes: cannot tell whether the volume's mount IDs are stale; kept")
+			continue
+		}
+		if !ref && v.forgetMounts(name, ids) {
+			n++
+		}
+	}
+	return n
+}
+
+// forgetMounts drops mount IDs ids of volume name and unmounts it if none is left; it says
+// whether it unmounted it.
+func (v *Volumes) forgetMounts(name string, ids []string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	r, ok := v.recs[name]
+	if !ok || r.State != Ready {
+		return false
+	}
+	keep := slices.DeleteFunc(slices.Clone(r.Mounts), func(id string) bool { return slices.Contains(ids, id) })
+	if len(keep) == len(r.Mounts) {
+		return false
+	}
+	log := v.log.WithFields(logrus.Fields{"volume": name, "mounts": len(r.Mounts) - len(keep)})
+	r.Mounts = keep
+	// The record first: a crash before the unmount leaves a volume with no mount ID, which
+	// the next start unmounts.
+	if err := v.put(r); err != nil {
+		log.WithError(err).Warn("volumes: recording the volume without its stale mount IDs failed; kept")
+		return false
+	}
+	log.Warn("volumes: forgot mount IDs of containers that are gone (their unmount never reached dmsize)")
+	if len(keep) > 0 {
+		return false
+	}
+	if err := v.fs.Unmount(v.mountPoint(name)); err != nil {
+		log.WithError(err).Warn("volumes: unmounting failed; the next start unmounts it")
+		return false
+	}
+	return true
+}
+
 // Grow grows volume name to newSize, online if it is mounted. The record holds the new size
 // before the device grows, so that a crash is finished at the next start (which activates
 // the device at the record's size and grows the filesystem to it).

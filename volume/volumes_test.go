@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 
@@ -408,6 +409,59 @@ func TestStrayMountCopies(t *testing.T) {
 	k.mounted["/elsewhere"] = "/dev/mapper/dmsize-vol-1"
 	if err := v.Remove("v", func(string) (bool, error) { return false, nil }); err != nil {
 		t.Fatal(err)
+	}
+	check(t, v, k)
+}
+
+// Mount IDs of containers that are gone (their unmount came while the plugin was down) are
+// dropped, and the volume unmounted; a volume a container still refers to keeps its IDs, and so
+// does one the engine cannot answer for, and an ID recorded while the engine was asked.
+func TestForgetStaleMounts(t *testing.T) {
+	k := newKernel()
+	dir := t.TempDir()
+	v := open(t, dir, k, nil)
+	for _, n := range []string{"gone", "used", "unknown", "late"} {
+		if err := v.Create(n, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Mount(n, "m-"+n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := v.ForgetStaleMounts(func(name string) (bool, error) {
+		switch name {
+		case "used":
+			return true, nil
+		case "unknown":
+			return false, errors.New("engine away")
+		case "late":
+			// A container created and started while the question was out.
+			if _, err := v.Mount("late", "m-new"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return false, nil
+	})
+	if n != 1 {
+		t.Fatalf("%d volumes unmounted, want 1 (gone)", n)
+	}
+	want := map[string][]string{"gone": nil, "used": {"m-used"}, "unknown": {"m-unknown"}, "late": {"m-new"}}
+	// The records on disk say the same: a new Open reads them.
+	for _, vv := range []*Volumes{v, open(t, dir, k, nil)} {
+		for name, ids := range want {
+			r, _ := vv.Get(name)
+			if !slices.Equal(r.Mounts, ids) {
+				t.Errorf("%s: mount IDs %v, want %v", name, r.Mounts, ids)
+			}
+		}
+	}
+	for name := range want {
+		if _, mounted := k.mounted[v.Path(name)]; mounted != (name != "gone") {
+			t.Errorf("%s mounted: %v", name, mounted)
+		}
+	}
+	if n := v.ForgetStaleMounts(func(string) (bool, error) { return false, nil }); n != 3 {
+		t.Fatalf("second pass: %d unmounted, want 3", n)
 	}
 	check(t, v, k)
 }

@@ -3,6 +3,7 @@
 package graphdriver
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,8 +18,9 @@ import (
 
 // dmsize's volume driver on one engine: sized volumes seen by df, shared by two containers,
 // grown online, through a plugin SIGKILL and a dockerd restart with their data, xfs, bad
-// options, a SIGKILL at every step of a create and a mount, and many creates and removals
-// leaving nothing behind.
+// options, a SIGKILL at every step of a create, a mount, a grow and a removal, the mount IDs of
+// a container that went while the plugin was disabled, and many creates and removals leaving
+// nothing behind.
 func TestVolumes(t *testing.T) {
 	e := harness.StartEngine(t, harness.Setup{Kind: "loop-lvm", FS: "xfs"})
 	harness.MustRun(t, "dmesg", "-C") // checkHealthy reads the kernel's log
@@ -30,6 +32,7 @@ func TestVolumes(t *testing.T) {
 	t.Run("guard", func(t *testing.T) { volumeGuard(t, e.With(t)) })
 	t.Run("bad-options", func(t *testing.T) { volumeBadOptions(t, e.With(t)) })
 	t.Run("crash", func(t *testing.T) { volumeCrashes(t, e.With(t)) })
+	t.Run("stale-mounts", func(t *testing.T) { volumeStaleMounts(t, e.With(t)) })
 	// 30 in the suite; `make vm-test-bookworm DMSIZE_VOLUMES=200 …` for the issue's 200.
 	many := 30
 	if s := os.Getenv("DMSIZE_VOLUMES"); s != "" {
@@ -343,6 +346,38 @@ func volumeCrashes(t *testing.T, e *harness.Engine) {
 	}
 	if left := volDevices(t); len(left) != 0 {
 		t.Fatalf("devices left: %v", left)
+	}
+}
+
+// volumeStaleMounts: a container removed while the plugin is disabled leaves its mount ID
+// behind (dockerd's unmount finds no plugin); once enabled again, the plugin asks the engine,
+// forgets the ID of the container that is gone and unmounts the volume.
+func volumeStaleMounts(t *testing.T, e *harness.Engine) {
+	e.Docker("volume", "create", "-d", harness.Plugin, "-o", "size=1G", "stale")
+	id := e.Docker("run", "-d", "--network", "none", "-v", "stale:/v", "busybox", "sleep", "3600")
+	e.Docker("plugin", "disable", "-f", harness.Plugin)
+	e.Docker("rm", "-f", id)
+	rec, err := os.ReadFile(filepath.Join(harness.StateDir, "volumes", "records", "stale.json"))
+	var r volume.Record
+	if err == nil {
+		err = json.Unmarshal(rec, &r)
+	}
+	if err != nil || len(r.Mounts) != 1 {
+		t.Fatalf("the record of stale after its container went with the plugin disabled, want a mount ID left: %v %s", err, rec)
+	}
+	started := time.Now()
+	e.Docker("plugin", "enable", harness.Plugin)
+	e.WaitFor("the stale mount ID to be forgotten", time.Minute, func() bool {
+		return e.Docker("volume", "inspect", "-f", "{{.Status.mounts}}", "stale") == "0"
+	})
+	t.Logf("the stale mount ID forgotten %v after the enable began", time.Since(started).Round(time.Millisecond))
+	point := filepath.Join("/var/lib/docker/plugins", e.Docker("plugin", "inspect", "-f", "{{.Id}}", harness.Plugin), "propagated-mount", "stale")
+	if out, err := harness.Run("mountpoint", "-q", point); err == nil {
+		t.Fatalf("%s is still mounted on the host: %s", point, out)
+	}
+	e.Docker("volume", "rm", "stale")
+	if n := len(volDevices(t)); n != 0 {
+		t.Fatalf("%d volume devices left", n)
 	}
 }
 
