@@ -101,7 +101,13 @@ func (k *fakeKernel) Mount(dev, dir, fs string) error {
 	k.mounted[dir] = dev
 	return nil
 }
-func (k *fakeKernel) Unmount(dir string) error         { delete(k.mounted, dir); return nil }
+func (k *fakeKernel) Unmount(dir string) error {
+	if err := k.fail("unmount"); err != nil {
+		return err
+	}
+	delete(k.mounted, dir)
+	return nil
+}
 func (k *fakeKernel) Mounted(dir string) (bool, error) { _, ok := k.mounted[dir]; return ok, nil }
 func (k *fakeKernel) Grow(dev string, size int64) error {
 	if err := k.fail("growfs"); err != nil {
@@ -462,6 +468,34 @@ func TestForgetStaleMounts(t *testing.T) {
 	}
 	if n := v.ForgetStaleMounts(func(string) (bool, error) { return false, nil }); n != 3 {
 		t.Fatalf("second pass: %d unmounted, want 3", n)
+	}
+	check(t, v, k)
+}
+
+// A crash between ForgetStaleMounts' record write and its unmount leaves a volume with no mount
+// ID still mounted (here the unmount fails, which leaves the same): the next start unmounts it.
+func TestForgetStaleMountsCrashBeforeUnmount(t *testing.T) {
+	k := newKernel()
+	dir := t.TempDir()
+	v := open(t, dir, k, nil)
+	v.Create("gone", nil)
+	if _, err := v.Mount("gone", "m"); err != nil {
+		t.Fatal(err)
+	}
+	k.failAt = "unmount"
+	if n := v.ForgetStaleMounts(func(string) (bool, error) { return false, nil }); n != 0 {
+		t.Fatalf("%d unmounted with the unmount failing", n)
+	}
+	if _, mounted := k.mounted[v.Path("gone")]; !mounted {
+		t.Fatal("the failed unmount unmounted")
+	}
+	k.failAt = ""
+	v = open(t, dir, k, nil)
+	if r, _ := v.Get("gone"); len(r.Mounts) != 0 {
+		t.Fatalf("mount IDs after the restart: %v", r.Mounts)
+	}
+	if _, mounted := k.mounted[v.Path("gone")]; mounted {
+		t.Fatal("the next start left the volume mounted")
 	}
 	check(t, v, k)
 }
