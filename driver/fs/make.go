@@ -92,14 +92,7 @@ func mountPointsOf(info []byte, major, minor uint32, unsharedOnly bool) []string
 		if len(f) < 7 || f[2] != want {
 			continue
 		}
-		shared := false
-		for _, o := range f[6:] {
-			if o == "-" {
-				break
-			}
-			shared = shared || strings.HasPrefix(o, "shared:")
-		}
-		if !shared || !unsharedOnly {
+		if !inPeerGroup(f) || !unsharedOnly {
 			points = append(points, unescapeOctal(f[4]))
 		}
 	}

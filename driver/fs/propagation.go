@@ -54,12 +54,21 @@ func mountsAt(info []byte, dir string) (n int, shared bool) {
 			continue
 		}
 		n++
-		for _, o := range f[6:] {
-			if o == "-" {
-				break
-			}
-			shared = shared || strings.HasPrefix(o, "shared:")
-		}
+		shared = shared || inPeerGroup(f)
 	}
 	return n, shared
+}
+
+// inPeerGroup says whether a mountinfo line, split into fields, has a shared:N tag among its
+// optional fields (those between the options and the "-").
+func inPeerGroup(f []string) bool {
+	for _, o := range f[6:] {
+		if o == "-" {
+			return false
+		}
+		if strings.HasPrefix(o, "shared:") {
+			return true
+		}
+	}
+	return false
 }
