@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dmsize/dmsize/driver/lvm"
 	"github.com/dmsize/dmsize/driver/thin"
 	"github.com/dmsize/dmsize/engine"
 )
@@ -25,7 +26,7 @@ type Extender interface {
 // NewExtender picks the extender for the engine's pool: the loop files the engine reports, an
 // LVM thin pool (its device-mapper UUID starts with "LVM-") grown by lvm (nil: this plugin may
 // not run the host's lvm), or else a plain block device that nothing can grow.
-func NewExtender(c thin.Mapper, st engine.Storage, policy Policy, lvm Runner) (Extender, error) {
+func NewExtender(c thin.Mapper, st engine.Storage, policy Policy, run lvm.Runner) (Extender, error) {
 	if st.DataLoopFile != "" {
 		return &loopExtender{c: c, pool: st.PoolName, data: st.DataLoopFile, meta: st.MetaLoopFile, minFree: policy.MinHostFree}, nil
 	}
@@ -34,14 +35,14 @@ func NewExtender(c thin.Mapper, st engine.Storage, policy Policy, lvm Runner) (E
 		return nil, err
 	}
 	if strings.HasPrefix(info.UUID, "LVM-") {
-		vg, lv, ok := LVMNames(st.PoolName)
+		vg, lv, ok := lvm.Split(st.PoolName)
 		if !ok {
 			return nil, fmt.Errorf("guard: pool %s has an LVM UUID but its name does not split into volume group and logical volume", st.PoolName)
 		}
-		if lvm == nil {
+		if run == nil {
 			return fixedExtender{kind: "direct-lvm", why: fmt.Sprintf("pool %s is an LVM thin pool: extending it runs the host's lvm, which only the lvm flavor of the plugin may (docker plugin install REGISTRY/dmsize-lvm:VERSION)", st.PoolName)}, nil
 		}
-		return &lvmExtender{run: lvm, vg: vg, lv: lv}, nil
+		return &lvmExtender{run: run, vg: vg, lv: lv}, nil
 	}
 	p, err := thin.ReadPool(c, st.PoolName)
 	if err != nil {

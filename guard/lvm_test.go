@@ -9,27 +9,6 @@ import (
 	"github.com/dmsize/dmsize/driver/thin"
 )
 
-func TestLVMNames(t *testing.T) {
-	for in, want := range map[string][2]string{
-		"docker-thinpool":          {"docker", "thinpool"},
-		"docker-thinpool-tpool":    {"docker", "thinpool"},
-		"my--vg-thin--pool":        {"my-vg", "thin-pool"},
-		"vg-lv--x-tpool":           {"vg", "lv-x"},
-		"a--b--c-d":                {"a-b-c", "d"},
-		"docker-254:0-131101-pool": {"docker", "254:0-131101-pool"},
-	} {
-		vg, lv, ok := LVMNames(in)
-		if !ok || vg != want[0] || lv != want[1] {
-			t.Errorf("LVMNames(%q) = %q %q %v; want %q %q", in, vg, lv, ok, want[0], want[1])
-		}
-	}
-	for _, bad := range []string{"nodash", "-lv", "vg-", "vg--only"} {
-		if _, _, ok := LVMNames(bad); ok {
-			t.Errorf("LVMNames(%q) split", bad)
-		}
-	}
-}
-
 // poolOf is a pool of data and meta bytes as ReadPool would return it.
 func poolOf(data, meta int64) thin.Pool {
 	return thin.Pool{Table: dm.PoolTable{DataBlockSectors: 128}, Status: dm.PoolStatus{TotalDataBlocks: uint64(data / 65536), TotalMetaBlocks: uint64(meta / 4096)}}

@@ -14,6 +14,7 @@ import (
 	"github.com/dmsize/dmsize/backend/graphdriver"
 	"github.com/dmsize/dmsize/backend/snapshotter"
 	"github.com/dmsize/dmsize/driver/dm"
+	"github.com/dmsize/dmsize/driver/lvm"
 	"github.com/dmsize/dmsize/engine"
 	"github.com/dmsize/dmsize/guard"
 	"github.com/dmsize/dmsize/metrics"
@@ -125,7 +126,7 @@ func (a *app) run(ctx context.Context) {
 	s := sizer.New(sizer.Config{Engine: backend, Devices: backend, Sizes: backend, Store: store, Policy: policy, Log: log, Obs: m, Refuse: refuse})
 	m.Sizer(func() float64 { return float64(s.Locks()) }, func() float64 { return float64(s.Queued()) }, func() float64 { return float64(backend.Holds()) })
 	a.metrics.Store(m) // on the control socket from now on (control.PathMetrics)
-	go a.guardVolumePool(ctx, m.ForPool(vol.PoolName), a.cfg.Guard, a.log)
+	go a.guardVolumePool(ctx, m, a.log)
 	if base, err := backend.BaseSize(); err == nil {
 		a.base.Store(base)
 	} else {
@@ -224,23 +225,32 @@ func (a *app) forgetStaleVolumeMounts(ctx context.Context, eng *engine.Client) {
 	}
 }
 
-// guardVolumePool starts a guard on the volume pool once it exists (it is made at the first
-// volume create): its loop files are extended as the engine's loop-lvm files are.
-func (a *app) guardVolumePool(ctx context.Context, m *metrics.Metrics, policy guard.Policy, log logrus.FieldLogger) {
+// guardVolumePool starts a guard on the volume pool once it exists (dmsize's own is made at
+// the first volume create; an LVM pool is there once active): its loop files are extended as
+// the engine's loop-lvm files are, an LVM pool with lvextend as a direct-lvm pool is. m is the
+// engine pool's metrics, whose registry the volume pool's join.
+func (a *app) guardVolumePool(ctx context.Context, m *metrics.Metrics, log logrus.FieldLogger) {
 	if a.vols == nil {
 		return
 	}
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
+		var st engine.Storage
 		if lp := a.vols.pool.Load(); lp != nil {
 			if p := lp.Pool(); p != nil {
-				st := engine.Storage{PoolName: vol.PoolName, DataLoopFile: p.DataFile, MetaLoopFile: p.MetaFile}
-				if g := a.startGuard(ctx, st, m, log.WithField("pool", vol.PoolName)); g != nil {
-					a.volumeGuard.Store(g)
-				}
-				return
+				st = engine.Storage{PoolName: vol.PoolName, DataLoopFile: p.DataFile, MetaLoopFile: p.MetaFile}
 			}
+		} else if lp := a.vols.lvm.Load(); lp != nil {
+			if name, err := lp.PoolDevice(); err == nil {
+				st = engine.Storage{PoolName: name}
+			}
+		}
+		if st.PoolName != "" {
+			if g := a.startGuard(ctx, st, m.ForPool(st.PoolName), log.WithField("pool", st.PoolName)); g != nil {
+				a.volumeGuard.Store(g)
+			}
+			return
 		}
 		select {
 		case <-ctx.Done():
@@ -257,11 +267,11 @@ func (a *app) startGuard(ctx context.Context, st engine.Storage, m *metrics.Metr
 		log.WithError(err).Error("pool guard: opening device-mapper; the pool is not guarded")
 		return nil
 	}
-	var lvm guard.Runner // none: this flavor of the plugin may not run the host's lvm
+	var run lvm.Runner // none: this flavor of the plugin may not run the host's lvm
 	if a.cfg.HostRoot != "" {
-		lvm = guard.HostLVM(a.cfg.HostRoot)
+		run = lvm.Host(a.cfg.HostRoot)
 	}
-	ext, err := guard.NewExtender(ctl, st, a.cfg.Guard, lvm)
+	ext, err := guard.NewExtender(ctl, st, a.cfg.Guard, run)
 	if err != nil {
 		ctl.Close()
 		log.WithError(err).Error("pool guard: the pool is not guarded")

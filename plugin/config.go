@@ -9,6 +9,7 @@ import (
 
 	"github.com/dmsize/dmsize/driver/size"
 	"github.com/dmsize/dmsize/guard"
+	"github.com/dmsize/dmsize/volume"
 )
 
 // config is the plugin's settings: environment variables, set with `docker plugin set`.
@@ -26,7 +27,9 @@ type config struct {
 	// host when not containerd's default; "" for the default.
 	SnapshotterRoot string
 
-	// Volumes: VOLUME_POOL_SIZE, VOLUME_SIZE, VOLUME_FS (the volume driver's pool and defaults).
+	// Volumes: VOLUME_POOL, VOLUME_POOL_SIZE, VOLUME_SIZE, VOLUME_FS (the volume driver's pool
+	// and defaults). VolumePool is an LVM thin pool "VG/LV", or "" for dmsize's own pool.
+	VolumePool                 string
 	VolumePoolSize, VolumeSize int64
 	VolumeFS                   string
 }
@@ -63,6 +66,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.HostRoot = get("HOST_ROOT", "")
 	if c.SnapshotterRoot = get("SNAPSHOTTER_ROOT", ""); c.SnapshotterRoot != "" && !strings.HasPrefix(filepath.Clean(c.SnapshotterRoot)+"/", "/var/lib/containerd/") {
 		return c, fmt.Errorf("SNAPSHOTTER_ROOT=%q: must be under containerd's root, /var/lib/containerd (the plugin sees nothing else of containerd's; containerd-root.source moves that root)", c.SnapshotterRoot)
+	}
+	if c.VolumePool = get("VOLUME_POOL", ""); c.VolumePool != "" {
+		if _, _, err := volume.ParseLVMPool(c.VolumePool); err != nil {
+			return c, err
+		}
+		if c.HostRoot == "" {
+			return c, fmt.Errorf("VOLUME_POOL=%s: volumes in an LVM thin pool are made with the host's lvm, which only the lvm flavor of the plugin runs (docker plugin install REGISTRY/dmsize-lvm:VERSION)", c.VolumePool)
+		}
 	}
 	if c.VolumePoolSize, err = size.Parse(get("VOLUME_POOL_SIZE", "100G")); err != nil {
 		return c, fmt.Errorf("VOLUME_POOL_SIZE: %v", err)

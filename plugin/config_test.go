@@ -31,7 +31,16 @@ func TestLoadConfig(t *testing.T) {
 	if c, err := loadConfig(env(map[string]string{"VOLUME_POOL_SIZE": "20G", "VOLUME_SIZE": "1G", "VOLUME_FS": "xfs"})); err != nil || c.VolumePoolSize != 20<<30 || c.VolumeSize != 1<<30 || c.VolumeFS != "xfs" {
 		t.Fatalf("volume settings: %+v, %v", c, err)
 	}
+	if c, err := loadConfig(env(map[string]string{"VOLUME_POOL": "docker/volumes", "HOST_ROOT": "/proc/1/root"})); err != nil || c.VolumePool != "docker/volumes" {
+		t.Fatalf("VOLUME_POOL: %+v, %v", c, err)
+	}
+	if _, err := loadConfig(env(map[string]string{"VOLUME_POOL": "docker/volumes"})); err == nil || !strings.Contains(err.Error(), "only the lvm flavor") {
+		t.Fatalf("VOLUME_POOL without the lvm flavor: %v", err)
+	}
 	for kv, want := range map[[2]string]string{
+		{"VOLUME_POOL", "docker"}:                        "VOLUME_POOL",
+		{"VOLUME_POOL", "docker/-x"}:                     "VOLUME_POOL",
+		{"VOLUME_POOL", "a/b/c"}:                         "VOLUME_POOL",
 		{"VOLUME_POOL_SIZE", "huge"}:                     "VOLUME_POOL_SIZE",
 		{"VOLUME_SIZE", "-1"}:                            "VOLUME_SIZE",
 		{"VOLUME_FS", "btrfs"}:                           "VOLUME_FS",

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/dmsize/dmsize/control"
 	"github.com/dmsize/dmsize/driver/dm"
+	"github.com/dmsize/dmsize/driver/lvm"
 	"github.com/dmsize/dmsize/driver/size"
 	"github.com/dmsize/dmsize/engine"
 	"github.com/dmsize/dmsize/internal/crashpoint"
@@ -32,7 +34,9 @@ const volumeMountRoot = "/mnt/volumes"
 // (or when opening them failed) every call says why.
 type volumeDriver struct {
 	v       atomic.Pointer[vol.Volumes]
-	pool    atomic.Pointer[vol.LazyPool]
+	pool    atomic.Pointer[vol.LazyPool] // dmsize's own pool, or
+	lvm     atomic.Pointer[vol.LVMPool]  // the operator's LVM thin pool (VOLUME_POOL)
+	name    atomic.Pointer[string]       // the pool's name: vol.PoolName or VG/LV
 	failed  atomic.Pointer[string]
 	eng     *engine.Client
 	log     logrus.FieldLogger
@@ -58,20 +62,37 @@ func openVolumes(cfg config, log logrus.FieldLogger) *volumeDriver {
 			// its removal then says so.
 			log.WithError(err).Warn("volumes: the plugin's namespace keeps the host's copies of volume mounts")
 		}
-		c := vol.Config{Dir: filepath.Join(cfg.StateDir, "volumes"), PoolSize: cfg.VolumePoolSize, DefaultSize: cfg.VolumeSize,
+		c := vol.Config{Dir: filepath.Join(cfg.StateDir, "volumes"), Pool: cfg.VolumePool, PoolSize: cfg.VolumePoolSize, DefaultSize: cfg.VolumeSize,
 			DefaultFS: cfg.VolumeFS, MaxSize: cfg.MaxSize, MountRoot: volumeMountRoot}
 		start := time.Now()
-		p, err := vol.NewLazyPool(ctl, c.Dir, c.PoolSize)
-		if err != nil {
-			return err
+		var p vol.Pool
+		name := vol.PoolName
+		if cfg.VolumePool != "" {
+			vg, lv, err := vol.ParseLVMPool(cfg.VolumePool)
+			if err != nil {
+				return err
+			}
+			lp, err := vol.OpenLVMPool(ctl, vg, lv, lvm.Host(cfg.HostRoot))
+			if err != nil {
+				return err
+			}
+			d.lvm.Store(lp)
+			p, name = lp, lp.Name()
+		} else {
+			lp, err := vol.NewLazyPool(ctl, c.Dir, c.PoolSize)
+			if err != nil {
+				return err
+			}
+			d.pool.Store(lp)
+			p = lp
 		}
+		d.name.Store(&name)
 		v, err := vol.Open(c, p, vol.Kernel{}, log, crashpoint.Here)
 		if err != nil {
 			return err
 		}
-		d.pool.Store(p)
 		d.v.Store(v)
-		log.WithFields(logrus.Fields{"volumes": len(v.List()), "pool": vol.PoolName, "ms": time.Since(start).Milliseconds()}).Info("volumes: ready")
+		log.WithFields(logrus.Fields{"volumes": len(v.List()), "pool": name, "ms": time.Since(start).Milliseconds()}).Info("volumes: ready")
 		return nil
 	}()
 	if err != nil {
@@ -80,6 +101,14 @@ func openVolumes(cfg config, log logrus.FieldLogger) *volumeDriver {
 		log.WithError(err).Error("volumes: the volume driver cannot work; volume calls say why")
 	}
 	return d
+}
+
+// poolName is the volume pool's name: dmsize's own, or the VG/LV of VOLUME_POOL.
+func (d *volumeDriver) poolName() string {
+	if n := d.name.Load(); n != nil {
+		return *n
+	}
+	return vol.PoolName
 }
 
 func (d *volumeDriver) volumes() (*vol.Volumes, error) {
@@ -191,7 +220,7 @@ func (d *volumeDriver) describe(v *vol.Volumes, r vol.Record) *volume.Volume {
 	cv := volumeOf(v, r)
 	st := map[string]interface{}{
 		"size": size.Format(cv.SizeBytes), "sizeBytes": cv.SizeBytes, "fs": cv.FS, "state": cv.State,
-		"device": cv.Device, "pool": vol.PoolName, "mounts": cv.Mounts,
+		"device": cv.Device, "pool": d.poolName(), "mounts": cv.Mounts,
 	}
 	if cv.FSSizeBytes > 0 {
 		st["used"], st["usedBytes"] = size.Short(cv.FSUsedBytes), cv.FSUsedBytes
@@ -257,7 +286,11 @@ func (a *app) handleVolumes(w http.ResponseWriter, r *http.Request) {
 // volumeOf is what the control API and `docker volume inspect` say of a volume: the filesystem's
 // size and use only while it is mounted.
 func volumeOf(v *vol.Volumes, r vol.Record) control.Volume {
-	cv := control.Volume{Name: r.Name, SizeBytes: r.Size, FS: r.FS, State: string(r.State), Device: r.Device(),
+	dev := r.Device()
+	if vg, _, ok := strings.Cut(r.Pool, "/"); ok {
+		dev = vg + "/" + dev // the LV, as lvs names it
+	}
+	cv := control.Volume{Name: r.Name, SizeBytes: r.Size, FS: r.FS, State: string(r.State), Device: dev,
 		Mounts: len(r.Mounts), Created: r.Created.Format(time.RFC3339)}
 	var fs unix.Statfs_t
 	if len(r.Mounts) > 0 && unix.Statfs(v.Path(r.Name), &fs) == nil {

@@ -17,6 +17,7 @@ import (
 // Config is the volume driver's settings.
 type Config struct {
 	Dir         string // dmsize's volume records and the pool's files (STATE_DIR/volumes)
+	Pool        string // VOLUME_POOL: the LVM thin pool VG/LV the volumes are in; "": dmsize's own
 	PoolSize    int64  // VOLUME_POOL_SIZE: the data file's (sparse) size at creation
 	DefaultSize int64  // VOLUME_SIZE: a volume's size when the create names none
 	DefaultFS   string // VOLUME_FS: ext4 or xfs

@@ -35,7 +35,10 @@ type OwnPool struct {
 	MetaFile string
 }
 
-var _ Pool = (*OwnPool)(nil)
+var (
+	_ Pool          = (*OwnPool)(nil)
+	_ Transactional = (*OwnPool)(nil)
+)
 
 // OpenPool finds the volume pool, or assembles it from its files, creating them on first use.
 // Each step is safe to repeat: a crash leaves files (kept), loop devices (autoclear: gone with
@@ -157,8 +160,8 @@ func (p *OwnPool) message(m dm.PoolMsg, err error) error {
 }
 
 // CreateThin sends create_thin.
-func (p *OwnPool) CreateThin(id uint32) error {
-	err := p.message(dm.CreateThin(id))
+func (p *OwnPool) CreateThin(r Record) error {
+	err := p.message(dm.CreateThin(r.ThinID))
 	if errors.Is(err, unix.EEXIST) {
 		return ErrExists
 	}
@@ -166,7 +169,8 @@ func (p *OwnPool) CreateThin(id uint32) error {
 }
 
 // DeleteThin sends delete; ENODATA (no such id) is success.
-func (p *OwnPool) DeleteThin(id uint32) error {
+func (p *OwnPool) DeleteThin(r Record) error {
+	id := r.ThinID
 	err := p.message(dm.DeleteThin(id))
 	switch {
 	case errors.Is(err, unix.ENODATA):
@@ -237,7 +241,10 @@ type LazyPool struct {
 	open func() (*OwnPool, error)
 }
 
-var _ Pool = (*LazyPool)(nil)
+var (
+	_ Pool          = (*LazyPool)(nil)
+	_ Transactional = (*LazyPool)(nil)
+)
 
 // NewLazyPool opens the volume pool at once if it was ever made (its data file or its device
 // exists), else at the first create.
@@ -279,12 +286,12 @@ func (l *LazyPool) TransactionID() (uint64, error) {
 	return 0, nil
 }
 
-func (l *LazyPool) CreateThin(id uint32) error {
+func (l *LazyPool) CreateThin(r Record) error {
 	p, err := l.get(true)
 	if err != nil {
 		return err
 	}
-	return p.CreateThin(id)
+	return p.CreateThin(r)
 }
 
 func (l *LazyPool) SetTransactionID(old, new uint64) error {
@@ -304,9 +311,9 @@ func (l *LazyPool) Activate(r Record) (string, error) {
 }
 
 // DeleteThin and Deactivate have nothing to do in a pool not made yet.
-func (l *LazyPool) DeleteThin(id uint32) error {
+func (l *LazyPool) DeleteThin(r Record) error {
 	if p, _ := l.get(false); p != nil {
-		return p.DeleteThin(id)
+		return p.DeleteThin(r)
 	}
 	return nil
 }

@@ -31,6 +31,7 @@ const (
 // Record is dmsize's account of one volume.
 type Record struct {
 	Name    string    `json:"name"`
+	Pool    string    `json:"pool,omitempty"` // the LVM thin pool VG/LV (VOLUME_POOL); "": dmsize's own
 	ThinID  uint32    `json:"thin_id"`
 	Size    int64     `json:"size"` // bytes: the device's table length, and the filesystem's aim
 	FS      string    `json:"fs"`
@@ -40,7 +41,8 @@ type Record struct {
 	Created time.Time `json:"created"`
 }
 
-// Device is the volume's device-mapper name.
+// Device is the volume's device-mapper name in dmsize's own pool, and its LV name in an LVM
+// pool.
 func (r Record) Device() string { return fmt.Sprintf("dmsize-vol-%d", r.ThinID) }
 
 // records keeps one JSON file per volume in dir/records, and the pool's committed

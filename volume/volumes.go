@@ -14,17 +14,14 @@ import (
 	"github.com/dmsize/dmsize/driver/size"
 )
 
-// Pool is what the volumes need of their thin pool; ownpool.go implements it on
-// device-mapper and loop files, the unit tests with a fake kernel.
+// Pool is what the volumes need of their thin pool: ownpool.go implements it on
+// device-mapper and loop files (dmsize's own pool), lvmpool.go with the host's lvm (an
+// operator's LVM thin pool), the unit tests with a fake kernel.
 type Pool interface {
-	// TransactionID is the pool's transaction id as the kernel has it.
-	TransactionID() (uint64, error)
-	// CreateThin makes thin id; ErrExists if the pool has it.
-	CreateThin(id uint32) error
-	// DeleteThin deletes thin id and its blocks; an absent id is not an error.
-	DeleteThin(id uint32) error
-	// SetTransactionID moves the pool's transaction id from old to new.
-	SetTransactionID(old, new uint64) error
+	// CreateThin makes r's thin device (r.ThinID, r.Size); ErrExists if the pool has it.
+	CreateThin(r Record) error
+	// DeleteThin deletes r's thin device and its blocks; an absent one is not an error.
+	DeleteThin(r Record) error
 	// Activate makes r's device exist at r.Size or larger (never smaller) and returns its
 	// node. Repeating it does nothing.
 	Activate(r Record) (string, error)
@@ -32,6 +29,18 @@ type Pool interface {
 	Deactivate(r Record) error
 	// Node is r's device node, whether or not it is active.
 	Node(r Record) string
+}
+
+// Transactional is a pool whose transaction id is dmsize's (its own pool, to which it sends
+// the create and delete messages itself): each change moves the id by one, recorded in
+// pool.json, so that a start can tell whether an interrupted change reached the pool. An LVM
+// pool is not one: LVM owns that pool's id and commits its own changes; there a change
+// happened iff the LV exists.
+type Transactional interface {
+	// TransactionID is the pool's transaction id as the kernel has it.
+	TransactionID() (uint64, error)
+	// SetTransactionID moves the pool's transaction id from old to new.
+	SetTransactionID(old, new uint64) error
 }
 
 // Filesystems is what the volumes need of mkfs and the mount table.
@@ -75,6 +84,9 @@ const (
 	StepDeviceGrown    = "volume-device-grown"
 	StepRemoveTxnSet   = "volume-remove-txn-set"
 	StepRemovePoolNote = "volume-remove-pool-recorded"
+	// After a start's record of a volume without the mount IDs of containers that are gone,
+	// before its unmount.
+	StepMountsForgotten = "volume-mounts-forgotten"
 )
 
 // Volumes is the set of volumes and every operation on them. One mutex serializes them: pool
@@ -83,6 +95,7 @@ const (
 type Volumes struct {
 	cfg   Config
 	pool  Pool
+	txn   Transactional // pool as a Transactional, or nil
 	fs    Filesystems
 	store records
 	log   logrus.FieldLogger
@@ -102,12 +115,22 @@ type Volumes struct {
 // no engine: it runs before the plugin answers dockerd.
 func Open(cfg Config, pool Pool, fs Filesystems, log logrus.FieldLogger, step func(string)) (*Volumes, error) {
 	v := &Volumes{cfg: cfg, pool: pool, fs: fs, store: records{dir: cfg.Dir}, log: log, Step: step}
+	v.txn, _ = pool.(Transactional)
 	recs, err := v.store.load()
 	if err != nil {
 		return nil, err
 	}
 	v.recs = recs
-	k, err := pool.TransactionID()
+	for _, n := range sortedNames(recs) {
+		if r := recs[n]; r.Pool != cfg.Pool && v.broken == nil {
+			v.broken = fmt.Errorf("volume %s is in %s, but the volume pool is now %s: set VOLUME_POOL back to reach it", n, poolLabel(r.Pool), poolLabel(cfg.Pool))
+		}
+	}
+	if v.txn == nil {
+		v.repair(0)
+		return v, nil
+	}
+	k, err := v.txn.TransactionID()
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +139,7 @@ func Open(cfg Config, pool Pool, fs Filesystems, log logrus.FieldLogger, step fu
 		return nil, err
 	}
 	if !known {
-		if len(recs) > 0 {
+		if len(recs) > 0 && v.broken == nil {
 			v.broken = fmt.Errorf("%d volume records but no %s: the pool's transaction id %d cannot be checked", len(recs), poolFile, k)
 		}
 		// Written by the first create: a plugin that makes no volume writes nothing.
@@ -135,7 +158,8 @@ func (v *Volumes) step(name string) {
 
 // repair settles the operations a crash interrupted; k is the kernel's transaction id, v.tid
 // the committed one. Each operation in flight carries Txn = v.tid+1; its transaction-id step
-// happened iff k == Txn.
+// happened iff k == Txn. A pool whose id is not dmsize's needs no such check: rolling back a
+// create and finishing a removal both delete the thin device if it exists.
 func (v *Volumes) repair(k uint64) {
 	var inflight []Record
 	for _, n := range sortedNames(v.recs) {
@@ -145,6 +169,7 @@ func (v *Volumes) repair(k uint64) {
 	}
 	switch {
 	case v.broken != nil:
+	case v.txn == nil:
 	case k == v.tid:
 	case k == v.tid+1 && countTxn(inflight, k) == 1:
 	default:
@@ -174,13 +199,21 @@ func (v *Volumes) repair(k uint64) {
 	}
 	for _, n := range sortedNames(v.recs) {
 		r := v.recs[n]
-		if r.State != Ready {
+		if r.State != Ready || r.Pool != v.cfg.Pool {
 			continue
 		}
 		if err := v.ready(r); err != nil {
 			v.log.WithError(err).WithField("volume", r.Name).Error("volumes: bringing the volume back failed; its next mount retries")
 		}
 	}
+}
+
+// poolLabel names a volume pool in messages.
+func poolLabel(pool string) string {
+	if pool == "" {
+		return "dmsize's own pool (VOLUME_POOL empty)"
+	}
+	return "the LVM thin pool " + pool
 }
 
 func countTxn(rs []Record, txn uint64) int {
@@ -282,20 +315,16 @@ func (v *Volumes) Create(name string, opts map[string]string) error {
 	if err := v.canChange(); err != nil {
 		return err
 	}
-	k, err := v.pool.TransactionID()
-	if err != nil {
+	if err := v.checkTxn(name); err != nil {
 		return err
 	}
-	if k != v.tid {
-		return fmt.Errorf("volume %s: the pool's transaction id is %d, dmsize committed %d; refusing to change the pool", name, k, v.tid)
-	}
-	if !v.poolKnown {
+	if v.txn != nil && !v.poolKnown {
 		if err := v.store.putPool(poolRecord{TransactionID: v.tid}); err != nil {
 			return err
 		}
 		v.poolKnown = true
 	}
-	r := Record{Name: name, ThinID: v.freeID(0), Size: o.Size, FS: o.FS, State: Creating, Txn: v.tid + 1, Created: time.Now().UTC()}
+	r := Record{Name: name, Pool: v.cfg.Pool, ThinID: v.freeID(0), Size: o.Size, FS: o.FS, State: Creating, Txn: v.nextTxn(), Created: time.Now().UTC()}
 	if err := v.put(r); err != nil {
 		return err
 	}
@@ -307,7 +336,7 @@ func (v *Volumes) Create(name string, opts map[string]string) error {
 		return fmt.Errorf("volume %s: %w", name, err)
 	}
 	for {
-		err = v.pool.CreateThin(r.ThinID)
+		err = v.pool.CreateThin(r)
 		if !errors.Is(err, ErrExists) {
 			break
 		}
@@ -341,9 +370,38 @@ func (v *Volumes) Create(name string, opts map[string]string) error {
 	return nil
 }
 
-// commitTxn moves the pool's transaction id to txn (= v.tid+1) and records it.
+// checkTxn refuses to change a pool whose transaction id is not the one dmsize committed
+// (something else changed it); a pool whose id is not dmsize's passes.
+func (v *Volumes) checkTxn(name string) error {
+	if v.txn == nil {
+		return nil
+	}
+	k, err := v.txn.TransactionID()
+	if err != nil {
+		return err
+	}
+	if k != v.tid {
+		return fmt.Errorf("volume %s: the pool's transaction id is %d, dmsize committed %d; refusing to change the pool", name, k, v.tid)
+	}
+	return nil
+}
+
+// nextTxn is the transaction id the next change moves the pool to; 0 (none) for a pool whose
+// id is not dmsize's.
+func (v *Volumes) nextTxn() uint64 {
+	if v.txn == nil {
+		return 0
+	}
+	return v.tid + 1
+}
+
+// commitTxn moves the pool's transaction id to txn (= v.tid+1) and records it; nothing for a
+// pool whose id is not dmsize's.
 func (v *Volumes) commitTxn(txn uint64) error {
-	if err := v.pool.SetTransactionID(v.tid, txn); err != nil {
+	if v.txn == nil {
+		return nil
+	}
+	if err := v.txn.SetTransactionID(v.tid, txn); err != nil {
 		return err
 	}
 	v.step(StepTxnSet)
@@ -392,10 +450,13 @@ func (v *Volumes) rollBackCreate(r Record) error {
 	if err := v.pool.Deactivate(r); err != nil {
 		return err
 	}
-	if err := v.pool.DeleteThin(r.ThinID); err != nil {
+	if err := v.pool.DeleteThin(r); err != nil {
 		return err
 	}
-	k, err := v.pool.TransactionID()
+	if v.txn == nil {
+		return v.drop(r.Name)
+	}
+	k, err := v.txn.TransactionID()
 	if err != nil {
 		return err
 	}
@@ -419,17 +480,17 @@ func (v *Volumes) finishRemove(r Record) error {
 	if err := v.pool.Deactivate(r); err != nil {
 		return err
 	}
-	if err := v.pool.DeleteThin(r.ThinID); err != nil {
+	if err := v.pool.DeleteThin(r); err != nil {
 		return err
 	}
 	v.step(StepThinDeleted)
-	if r.Txn == v.tid+1 {
-		k, err := v.pool.TransactionID()
+	if v.txn != nil && r.Txn == v.tid+1 {
+		k, err := v.txn.TransactionID()
 		if err != nil {
 			return err
 		}
 		if k == v.tid {
-			if err := v.pool.SetTransactionID(v.tid, r.Txn); err != nil {
+			if err := v.txn.SetTransactionID(v.tid, r.Txn); err != nil {
 				return err
 			}
 			v.step(StepRemoveTxnSet)
@@ -471,12 +532,8 @@ func (v *Volumes) Remove(name string, inUse func(string) (bool, error)) error {
 		v.log.WithFields(logrus.Fields{"volume": name, "mounts": r.Mounts}).Warn("volumes: forgetting mount IDs no container has any more")
 		r.Mounts = nil
 	}
-	k, err := v.pool.TransactionID()
-	if err != nil {
+	if err := v.checkTxn(name); err != nil {
 		return err
-	}
-	if k != v.tid {
-		return fmt.Errorf("volume %s: the pool's transaction id is %d, dmsize committed %d; refusing to change the pool", name, k, v.tid)
 	}
 	// Unmounted and deactivated before the intent is written: a device open outside Docker
 	// refuses the removal and leaves the volume as it was.
@@ -492,7 +549,7 @@ func (v *Volumes) Remove(name string, inUse func(string) (bool, error)) error {
 		}
 		return fmt.Errorf("volume %s: %w", name, err)
 	}
-	r.State, r.Txn = Removing, v.tid+1
+	r.State, r.Txn = Removing, v.nextTxn()
 	if err := v.put(r); err != nil {
 		return err
 	}
@@ -515,6 +572,9 @@ func (v *Volumes) Mount(name, id string) (string, error) {
 	}
 	if r.State != Ready {
 		return "", fmt.Errorf("volume %s is %s", name, r.State)
+	}
+	if r.Pool != v.cfg.Pool {
+		return "", fmt.Errorf("volume %s is in %s, but the volume pool is now %s: set VOLUME_POOL back to reach it", name, poolLabel(r.Pool), poolLabel(v.cfg.Pool))
 	}
 	if !slices.Contains(r.Mounts, id) {
 		r.Mounts = append(r.Mounts, id)
@@ -608,6 +668,7 @@ func (v *Volumes) forgetMounts(name string, ids []string) bool {
 		return false
 	}
 	log.Warn("volumes: forgot mount IDs of containers that are gone (their unmount never reached dmsize)")
+	v.step(StepMountsForgotten)
 	if len(keep) > 0 {
 		return false
 	}

@@ -38,7 +38,8 @@ func (k *fakeKernel) fail(op string) error {
 }
 
 func (k *fakeKernel) TransactionID() (uint64, error) { return k.tid, nil }
-func (k *fakeKernel) CreateThin(id uint32) error {
+func (k *fakeKernel) CreateThin(r Record) error {
+	id := r.ThinID
 	if err := k.fail("create_thin"); err != nil {
 		return err
 	}
@@ -48,7 +49,8 @@ func (k *fakeKernel) CreateThin(id uint32) error {
 	k.thins[id] = true
 	return nil
 }
-func (k *fakeKernel) DeleteThin(id uint32) error {
+func (k *fakeKernel) DeleteThin(r Record) error {
+	id := r.ThinID
 	if k.active[Record{ThinID: id}.Device()] > 0 {
 		return fmt.Errorf("thin %d: %w", id, ErrBusy)
 	}
@@ -136,7 +138,12 @@ func quiet() logrus.FieldLogger {
 
 func open(t *testing.T, dir string, k *fakeKernel, step func(string)) *Volumes {
 	t.Helper()
-	v, err := Open(testConfig(dir), k, k, quiet(), step)
+	return openPool(t, dir, k, k, step)
+}
+
+func openPool(t *testing.T, dir string, p Pool, k *fakeKernel, step func(string)) *Volumes {
+	t.Helper()
+	v, err := Open(testConfig(dir), p, k, quiet(), step)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,15 +285,41 @@ func TestRemoveBusy(t *testing.T) {
 	check(t, v, k)
 }
 
+// lvmKernel is the fake kernel as a pool whose transaction id is not dmsize's (an LVM pool):
+// only the Pool methods.
+type lvmKernel struct{ k *fakeKernel }
+
+func (l lvmKernel) CreateThin(r Record) error         { return l.k.CreateThin(r) }
+func (l lvmKernel) DeleteThin(r Record) error         { return l.k.DeleteThin(r) }
+func (l lvmKernel) Activate(r Record) (string, error) { return l.k.Activate(r) }
+func (l lvmKernel) Deactivate(r Record) error         { return l.k.Deactivate(r) }
+func (l lvmKernel) Node(r Record) string              { return l.k.Node(r) }
+
 // A SIGKILL after every step of every operation: the next start leaves every volume whole or
 // gone, the pool with no thin id no record names, the transaction ids agreeing; and the
 // operation, repeated, succeeds.
 func TestCrashAfterEachStep(t *testing.T) {
 	steps := []string{StepCreateIntent, StepThinCreated, StepTxnSet, StepPoolRecorded, StepFilesystem,
 		StepMountRecorded, StepGrowIntent, StepDeviceGrown, StepRemoveIntent, StepThinDeleted, StepRemoveTxnSet, StepRemovePoolNote}
+	crashAfterEachStep(t, steps, func(k *fakeKernel) Pool { return k })
+}
+
+// The same in a pool whose transaction id is LVM's: no transaction id steps, and a start
+// settles an interrupted create or removal by whether the thin device exists.
+func TestCrashAfterEachStepLVM(t *testing.T) {
+	steps := []string{StepCreateIntent, StepThinCreated, StepFilesystem,
+		StepMountRecorded, StepGrowIntent, StepDeviceGrown, StepRemoveIntent, StepThinDeleted}
+	crashAfterEachStep(t, steps, func(k *fakeKernel) Pool { return lvmKernel{k} })
+}
+
+func crashAfterEachStep(t *testing.T, steps []string, poolOf func(*fakeKernel) Pool) {
 	for _, at := range steps {
 		t.Run(at, func(t *testing.T) {
 			dir, k := t.TempDir(), newKernel()
+			open := func(t *testing.T, dir string, k *fakeKernel, step func(string)) *Volumes {
+				t.Helper()
+				return openPool(t, dir, poolOf(k), k, step)
+			}
 			// A bystander volume, mounted, that must come through every crash.
 			by := open(t, dir, k, nil)
 			if err := by.Create("by", map[string]string{"size": "1G"}); err != nil {
@@ -359,6 +392,9 @@ func TestCrashAfterEachStep(t *testing.T) {
 			check(t, v, k)
 			if _, ok := v.Get("v"); ok || len(k.thins) != 1 {
 				t.Fatalf("after the remove: %v, thins %v", v.List(), k.thins)
+			}
+			if _, txn := poolOf(k).(Transactional); !txn && k.tid != 0 {
+				t.Fatalf("a pool whose transaction id is not dmsize's was moved to %d", k.tid)
 			}
 		})
 	}
@@ -496,6 +532,45 @@ func TestForgetStaleMountsCrashBeforeUnmount(t *testing.T) {
 	}
 	if _, mounted := k.mounted[v.Path("gone")]; mounted {
 		t.Fatal("the next start left the volume mounted")
+	}
+	check(t, v, k)
+}
+
+// Volumes made in one pool are not looked for in another: with VOLUME_POOL changed, nothing
+// is created, removed or mounted (the own pool is not even made), and setting it back brings
+// them back.
+func TestPoolSwitchRefused(t *testing.T) {
+	dir, k := t.TempDir(), newKernel()
+	v := open(t, dir, k, nil)
+	if err := v.Create("own", nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(dir)
+	cfg.Pool = "docker/volumes"
+	lk := newKernel()
+	v, err := Open(cfg, lvmKernel{lk}, lk, quiet(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "volume own is in dmsize's own pool (VOLUME_POOL empty), but the volume pool is now the LVM thin pool docker/volumes"
+	if err := v.Broken(); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("broken: %v", err)
+	}
+	if _, err := v.Mount("own", "m"); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("mount: %v", err)
+	}
+	if err := v.Create("new", nil); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("create: %v", err)
+	}
+	if err := v.Remove("own", nil); err == nil {
+		t.Fatal("removed a volume of another pool")
+	}
+	if len(lk.thins) != 0 || len(lk.active) != 0 {
+		t.Fatalf("the other pool was touched: %v %v", lk.thins, lk.active)
+	}
+	v = open(t, dir, k, nil)
+	if _, err := v.Mount("own", "m"); err != nil {
+		t.Fatal(err)
 	}
 	check(t, v, k)
 }

@@ -81,6 +81,14 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 		})
 	}
 	e.Docker("stop", "-t", "1", stopped)
+	// A volume with data, mounted in a running container, across the upgrade.
+	e.Docker("volume", "create", "-d", name, "-o", "size=1G", "upgvol")
+	withVol := e.Docker("run", "-d", "--name", "upg-vol", "--network", "none", "-v", "upgvol:/v", "busybox", "sh", "-c",
+		"dd if=/dev/urandom of=/v/f bs=1M count=16 2>/dev/null && md5sum /v/f > /v/f.md5 && sync && sleep 3600")
+	e.WaitFor("the volume's data written", 60*time.Second, func() bool {
+		_, err := e.TryDocker("exec", withVol, "test", "-s", "/v/f.md5")
+		return err == nil
+	})
 
 	// The CLI finds the plugin under its alias, and so does the guard's view of the pool.
 	if out, errOut, code := harness.CLI("grow", "upg-running", "24G"); code != 0 {
@@ -117,8 +125,14 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 	// container's device, the kernel completes its deferred removal, and the engine would
 	// re-create it at its cached 10G under a 20G filesystem: that start fails, and nothing is
 	// lost.
+	// dockerd holds a reference on the plugin for each of its volumes: disable needs -f.
+	if out, err := e.TryDocker("plugin", "disable", name); err == nil || !strings.Contains(out, "in use") {
+		t.Fatalf("docker plugin disable with a volume: %v %s; want refused as in use (the README says -f)", err, out)
+	} else {
+		t.Logf("docker plugin disable with a volume: %s", harness.LastLines(out, 1))
+	}
 	start = time.Now()
-	e.Docker("plugin", "disable", name)
+	e.Docker("plugin", "disable", "-f", name)
 	disabled := time.Now()
 	if code, body := scrape(); code != 503 || !strings.Contains(body, "disabled") {
 		t.Errorf("a scrape while the plugin is disabled: HTTP %d %q, want 503 saying it is disabled", code, body)
@@ -165,6 +179,17 @@ func TestRegistryInstallUpgrade(t *testing.T) {
 		if out, err := e.TryDocker("exec", id, "md5sum", "-c", "/keep.md5"); err != nil {
 			t.Fatalf("container %s: data changed across the upgrade: %s %v", id, out, err)
 		}
+	}
+	// The volume: still mounted in the running container, mounted by a new one, and known to
+	// the upgraded plugin.
+	if out, err := e.TryDocker("exec", withVol, "md5sum", "-c", "/v/f.md5"); err != nil {
+		t.Fatalf("the running container's volume after the upgrade: %s %v", out, err)
+	}
+	if out, err := e.TryDocker("run", "--rm", "--network", "none", "-v", "upgvol:/v", "busybox", "md5sum", "-c", "/v/f.md5"); err != nil {
+		t.Fatalf("a new container's mount of the volume after the upgrade: %s %v", out, err)
+	}
+	if st := e.Docker("volume", "inspect", "--format", "{{json .Status}}", "upgvol"); !strings.Contains(st, `"size":"1GiB"`) || !strings.Contains(st, `"mounts":1`) {
+		t.Fatalf("docker volume inspect after the upgrade: Status %s", st)
 	}
 	afterStatus := statusOf(t)
 	for _, n := range []string{"upg-running", "upg-stopped"} {

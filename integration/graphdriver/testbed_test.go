@@ -45,8 +45,10 @@ func TestLoopLVMEngine(t *testing.T) {
 
 // The direct-lvm set-up of Docker's documentation: an LVM thin pool on a second disk, passed as
 // dm.thinpooldev. Containers get thin devices in that pool, and --storage-opt size works (ext4).
+// The same engine then has dmsize's volumes in a second thin pool of the volume group.
 func TestDirectLVMEngine(t *testing.T) {
-	e := harness.StartEngine(t, harness.Setup{Kind: "direct-lvm", FS: "ext4"})
+	// A 4 GiB pool: the volume group keeps room for the volumes' pool and its extensions.
+	e := harness.StartEngine(t, harness.Setup{Kind: "direct-lvm", FS: "ext4", DataSize: "4G"})
 	st := e.DriverStatus()
 	if st["Pool Name"] != "docker-thinpool" {
 		t.Fatalf("pool %q, want docker-thinpool", st["Pool Name"])
@@ -68,6 +70,7 @@ func TestDirectLVMEngine(t *testing.T) {
 	}
 	e.Docker("rm", "-f", id)
 	t.Run("storage-opt-size", func(t *testing.T) { checkStorageOptSize(t, e.With(t), "ext4") })
+	t.Run("volumes-lvm", func(t *testing.T) { volumesInLVMPool(t, e.With(t)) })
 }
 
 // checkStorageOptSize: the engine's own --storage-opt size path, the baseline dmsize is
