@@ -32,7 +32,10 @@ type LVMPool struct {
 	nodeWait time.Duration
 }
 
-var _ Pool = (*LVMPool)(nil)
+var (
+	_ Pool  = (*LVMPool)(nil)
+	_ Sized = (*LVMPool)(nil)
+)
 
 // lvmNameRE is LVM's rule for VG and LV names.
 var lvmNameRE = regexp.MustCompile(`^[a-zA-Z0-9+_.][a-zA-Z0-9+_.-]*$`)
@@ -84,6 +87,21 @@ func (p *LVMPool) PoolDevice() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("LVM thin pool %s/%s is not active", p.VG, p.LV)
+}
+
+// DataBytes is the pool's data size now (lvcreate warns on its own too, on a standard error
+// dmsize does not see).
+func (p *LVMPool) DataBytes() (int64, error) {
+	name, err := p.PoolDevice()
+	if err != nil {
+		return 0, err
+	}
+	st, err := thin.ReadPool(p.ctl, name)
+	if err != nil {
+		return 0, err
+	}
+	_, total := st.DataBytes()
+	return total, nil
 }
 
 // Name is the pool as VOLUME_POOL names it.

@@ -181,6 +181,24 @@ func (p *OwnPool) DeleteThin(r Record) error {
 	return err
 }
 
+// DataBytes is the pool's data size now.
+func (p *OwnPool) DataBytes() (int64, error) {
+	st, err := thin.ReadPool(p.ctl, PoolName)
+	if err != nil {
+		return 0, err
+	}
+	_, total := st.DataBytes()
+	return total, nil
+}
+
+// DataBytes is 0 for a pool not made yet.
+func (l *LazyPool) DataBytes() (int64, error) {
+	if p, _ := l.get(false); p != nil {
+		return p.DataBytes()
+	}
+	return 0, nil
+}
+
 // SetTransactionID sends set_transaction_id.
 func (p *OwnPool) SetTransactionID(old, new uint64) error {
 	return p.ctl.OwnPoolMessage(PoolName, dm.SetTransactionID(old, new))
@@ -244,6 +262,7 @@ type LazyPool struct {
 var (
 	_ Pool          = (*LazyPool)(nil)
 	_ Transactional = (*LazyPool)(nil)
+	_ Sized         = (*LazyPool)(nil)
 )
 
 // NewLazyPool opens the volume pool at once if it was ever made (its data file or its device

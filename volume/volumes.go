@@ -43,6 +43,12 @@ type Transactional interface {
 	SetTransactionID(old, new uint64) error
 }
 
+// Sized is a pool that can say how many bytes of data it has now (for the over-commit
+// warning); a pool not made yet has 0.
+type Sized interface {
+	DataBytes() (int64, error)
+}
+
 // Filesystems is what the volumes need of mkfs and the mount table.
 type Filesystems interface {
 	Make(dev, fs string) error
@@ -367,7 +373,32 @@ func (v *Volumes) Create(name string, opts map[string]string) error {
 		return fail(err)
 	}
 	v.log.WithFields(logrus.Fields{"volume": name, "size": size.Format(r.Size), "fs": r.FS, "thin_id": r.ThinID}).Info("volumes: created")
+	v.warnOvercommit(name)
 	return nil
+}
+
+// warnOvercommit warns, as LVM does, when the volumes' sizes add up to more than the pool's
+// data: thin provisioning exists to over-commit, so it is a warning, never a refusal.
+func (v *Volumes) warnOvercommit(name string) {
+	sp, ok := v.pool.(Sized)
+	if !ok {
+		return
+	}
+	data, err := sp.DataBytes()
+	if err != nil || data <= 0 {
+		return
+	}
+	var total int64
+	for _, r := range v.recs {
+		total += r.Size
+	}
+	if total <= data {
+		return
+	}
+	ratio := float64(total) / float64(data)
+	v.log.WithFields(logrus.Fields{"volume": name, "provisioned": total, "pool_data": data, "ratio": fmt.Sprintf("%.2f", ratio)}).
+		Warnf("WARNING: volume %s: sum of all thin volume sizes (%s) exceeds the size of the volume pool (%s): %.2f× over-committed; the pool guard and the metrics are what keep it from filling",
+			name, size.Format(total), size.Format(data), ratio)
 }
 
 // checkTxn refuses to change a pool whose transaction id is not the one dmsize committed

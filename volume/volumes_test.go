@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
 // fakeKernel is a thin pool, its devices, the filesystems on them and the mount table: what
@@ -22,7 +23,10 @@ type fakeKernel struct {
 	fsSize  map[string]int64
 	mounted map[string]string // dir -> device
 	failAt  string            // an operation that fails once ("mkfs", "create_thin", ...)
+	data    int64             // the pool's data bytes (0: not made)
 }
+
+func (k *fakeKernel) DataBytes() (int64, error) { return k.data, nil }
 
 func newKernel() *fakeKernel {
 	return &fakeKernel{thins: map[uint32]bool{}, active: map[string]int64{}, open: map[string]bool{},
@@ -573,4 +577,30 @@ func TestPoolSwitchRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(t, v, k)
+}
+
+// Sizes past the pool are granted with a warning, as LVM gives one.
+func TestOvercommitWarns(t *testing.T) {
+	k := newKernel()
+	log, hook := logtest.NewNullLogger()
+	v, err := Open(testConfig(t.TempDir()), k, k, log, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.data = 3 * G
+	if err := v.Create("a", map[string]string{"size": "2G"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.WarnLevel {
+			t.Fatalf("a warning with 2 GiB in a 3 GiB pool: %s", e.Message)
+		}
+	}
+	if err := v.Create("b", map[string]string{"size": "2G"}); err != nil {
+		t.Fatalf("an over-committing create is refused: %v", err)
+	}
+	e := hook.LastEntry()
+	if e == nil || e.Level != logrus.WarnLevel || e.Message != "WARNING: volume b: sum of all thin volume sizes (4GiB) exceeds the size of the volume pool (3GiB): 1.33× over-committed; the pool guard and the metrics are what keep it from filling" {
+		t.Fatalf("last log entry: %+v", e)
+	}
 }

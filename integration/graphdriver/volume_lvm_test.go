@@ -49,6 +49,9 @@ func volumesInLVMPool(t *testing.T, e *harness.Engine) {
 	start := time.Now()
 	e.Docker("volume", "create", "-d", harness.Plugin, "-o", "size=2G", "-o", "fs=xfs", "data")
 	t.Logf("docker volume create -o size=2G -o fs=xfs in %s: %v", volumePoolLV, time.Since(start).Round(time.Millisecond))
+	e.WaitFor("the over-commit warning", 30*time.Second, func() bool {
+		return harness.CountLines(e.DaemonLog(), "WARNING: volume data: sum of all thin volume sizes (2GiB) exceeds the size of the volume pool (512MiB)") > 0
+	})
 	lvs := lvmVolumes(t)
 	if len(lvs) != 1 || lvs["dmsize-vol-1"] != "2147483648|"+volume.LVMTag+"|volumes" {
 		t.Fatalf("thin LVs after the create: %v", lvs)

@@ -83,6 +83,10 @@ func volumeLifecycle(t *testing.T, e *harness.Engine) {
 	start := time.Now()
 	e.Docker("volume", "create", "-d", harness.Plugin, "-o", "size=2G", "data")
 	t.Logf("docker volume create -o size=2G: %v (the first one also makes the pool)", time.Since(start).Round(time.Millisecond))
+	// 2 GiB in a 1 GiB pool: granted, with LVM's kind of warning.
+	e.WaitFor("the over-commit warning", 30*time.Second, func() bool {
+		return harness.CountLines(e.DaemonLog(), "WARNING: volume data: sum of all thin volume sizes (2GiB) exceeds the size of the volume pool (1GiB)") > 0
+	})
 	if st := e.Docker("volume", "inspect", "--format", "{{json .Status}}", "data"); !strings.Contains(st, `"size":"2GiB"`) || !strings.Contains(st, `"fs":"ext4"`) || !strings.Contains(st, `"state":"ready"`) {
 		t.Fatalf("docker volume inspect: Status %s", st)
 	}
