@@ -12,7 +12,7 @@ VM_TESTS_trixie := ./integration/snapshotter
 # The VM suite also runs every benchmark once, so that none rots; `make bench` runs them for real.
 DMSIZE_BENCH ?= .
 DMSIZE_BENCHTIME ?= 1x
-# How many volumes TestVolumes/many creates and removes; empty: the test's own 30 (200 measured
+# How many volumes TestVolumes/many creates and removes; empty: the test's own 20 (200 measured
 # once: README, Volumes).
 DMSIZE_VOLUMES ?=
 # DMSIZE_SHARED_ROOT=1: the guest makes / rshared before the tests, as systemd does on a host.
