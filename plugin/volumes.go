@@ -36,7 +36,6 @@ type volumeDriver struct {
 	v       atomic.Pointer[vol.Volumes]
 	pool    atomic.Pointer[vol.LazyPool] // dmsize's own pool, or
 	lvm     atomic.Pointer[vol.LVMPool]  // the operator's LVM thin pool (VOLUME_POOL)
-	name    atomic.Pointer[string]       // the pool's name: vol.PoolName or VG/LV
 	failed  atomic.Pointer[string]
 	eng     *engine.Client
 	log     logrus.FieldLogger
@@ -66,7 +65,6 @@ func openVolumes(cfg config, log logrus.FieldLogger) *volumeDriver {
 			DefaultFS: cfg.VolumeFS, MaxSize: cfg.MaxSize, MountRoot: volumeMountRoot}
 		start := time.Now()
 		var p vol.Pool
-		name := vol.PoolName
 		if cfg.VolumePool != "" {
 			vg, lv, err := vol.ParseLVMPool(cfg.VolumePool)
 			if err != nil {
@@ -77,7 +75,7 @@ func openVolumes(cfg config, log logrus.FieldLogger) *volumeDriver {
 				return err
 			}
 			d.lvm.Store(lp)
-			p, name = lp, lp.Name()
+			p = lp
 		} else {
 			lp, err := vol.NewLazyPool(ctl, c.Dir, c.PoolSize)
 			if err != nil {
@@ -86,13 +84,12 @@ func openVolumes(cfg config, log logrus.FieldLogger) *volumeDriver {
 			d.pool.Store(lp)
 			p = lp
 		}
-		d.name.Store(&name)
 		v, err := vol.Open(c, p, vol.Kernel{}, log, crashpoint.Here)
 		if err != nil {
 			return err
 		}
 		d.v.Store(v)
-		log.WithFields(logrus.Fields{"volumes": len(v.List()), "pool": name, "ms": time.Since(start).Milliseconds()}).Info("volumes: ready")
+		log.WithFields(logrus.Fields{"volumes": len(v.List()), "pool": d.poolName(), "ms": time.Since(start).Milliseconds()}).Info("volumes: ready")
 		return nil
 	}()
 	if err != nil {
@@ -105,8 +102,8 @@ func openVolumes(cfg config, log logrus.FieldLogger) *volumeDriver {
 
 // poolName is the volume pool's name: dmsize's own, or the VG/LV of VOLUME_POOL.
 func (d *volumeDriver) poolName() string {
-	if n := d.name.Load(); n != nil {
-		return *n
+	if lp := d.lvm.Load(); lp != nil {
+		return lp.Name()
 	}
 	return vol.PoolName
 }

@@ -96,12 +96,7 @@ func (p *LVMPool) DataBytes() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	st, err := thin.ReadPool(p.ctl, name)
-	if err != nil {
-		return 0, err
-	}
-	_, total := st.DataBytes()
-	return total, nil
+	return poolDataBytes(p.ctl, name)
 }
 
 // Name is the pool as VOLUME_POOL names it.
@@ -114,7 +109,6 @@ func (p *LVMPool) Node(r Record) string { return dm.Node(p.dmName(r.Device())) }
 
 // lvInfo is one thin LV as lvs reports it.
 type lvInfo struct {
-	size   int64
 	tagged bool
 	pool   string
 }
@@ -124,20 +118,16 @@ type lvInfo struct {
 func (p *LVMPool) lookup(r Record) (lvInfo, bool, error) {
 	// "|": lvs joins an LV's tags with commas.
 	out, err := p.run("lvs", "--noheadings", "--nosuffix", "--units", "b", "--separator", "|",
-		"-o", "lv_name,lv_size,lv_tags,pool_lv", "-S", "lv_name="+r.Device(), p.VG)
+		"-o", "lv_name,lv_tags,pool_lv", "-S", "lv_name="+r.Device(), p.VG)
 	if err != nil {
 		return lvInfo{}, false, err
 	}
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Split(strings.TrimSpace(line), "|")
-		if len(f) != 4 || f[0] != r.Device() {
+		if len(f) != 3 || f[0] != r.Device() {
 			continue
 		}
-		n, err := strconv.ParseInt(f[1], 10, 64)
-		if err != nil {
-			return lvInfo{}, false, fmt.Errorf("lvs %s: size %q", p.path(r), f[1])
-		}
-		return lvInfo{size: n, tagged: slices.Contains(strings.Split(f[2], ","), LVMTag), pool: f[3]}, true, nil
+		return lvInfo{tagged: slices.Contains(strings.Split(f[1], ","), LVMTag), pool: f[2]}, true, nil
 	}
 	return lvInfo{}, false, nil
 }
@@ -187,11 +177,11 @@ func (p *LVMPool) Activate(r Record) (string, error) {
 			return "", fmt.Errorf("LV %s after lvchange -ay: %w", p.path(r), err)
 		}
 	}
-	have, err := p.bytes(name)
+	_, sectors, err := thin.CheckDevice(p.ctl, name, dm.Dev{})
 	if err != nil {
 		return "", err
 	}
-	if have < r.Size {
+	if have := int64(sectors) * size.Sector; have < r.Size {
 		if _, err := p.run("lvextend", "--yes", "-L", strconv.FormatInt(r.Size, 10)+"b", p.path(r)); err != nil && !lvm.Unchanged(err) {
 			return "", fmt.Errorf("growing LV %s from %s to %s: %w", p.path(r), size.Format(have), size.Format(r.Size), err)
 		}
@@ -200,19 +190,6 @@ func (p *LVMPool) Activate(r Record) (string, error) {
 		return "", err
 	}
 	return dm.Node(name), nil
-}
-
-// bytes is the size of device name's live table.
-func (p *LVMPool) bytes(name string) (int64, error) {
-	t, err := p.ctl.Table(name)
-	if err != nil {
-		return 0, err
-	}
-	var sectors uint64
-	for _, tg := range t {
-		sectors += tg.Length
-	}
-	return int64(sectors) * size.Sector, nil
 }
 
 // Deactivate deactivates r's LV; absent is not an error, ErrBusy if it is open.

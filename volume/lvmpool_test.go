@@ -14,7 +14,7 @@ import (
 type fakeLVM struct {
 	attr  string            // the pool LV's lv_attr
 	tid   uint64            // LVM's transaction id of the pool
-	lvs   map[string]string // name -> "size|tags|pool"
+	lvs   map[string]string // name -> "tags|pool"
 	calls []string
 }
 
@@ -32,7 +32,7 @@ func (f *fakeLVM) run(args ...string) (string, error) {
 		}
 		return "", nil
 	case "lvcreate":
-		f.lvs[args[slices.Index(args, "--name")+1]] = strings.TrimSuffix(args[slices.Index(args, "--virtualsize")+1], "b") + "|" + LVMTag + "|volumes"
+		f.lvs[args[slices.Index(args, "--name")+1]] = LVMTag + "|volumes"
 	case "lvremove":
 		delete(f.lvs, strings.TrimPrefix(args[len(args)-1], "docker/"))
 	}
@@ -119,7 +119,7 @@ func TestLVMPool(t *testing.T) {
 	}
 	delete(m.active, "docker-dmsize--vol--4")
 	// An LV of a volume's name that dmsize did not make is never removed.
-	f.lvs["dmsize-vol-5"] = "1073741824||volumes"
+	f.lvs["dmsize-vol-5"] = "|volumes"
 	if err := p.DeleteThin(Record{Name: "x", ThinID: 5}); err == nil || !strings.Contains(err.Error(), "not one dmsize made") {
 		t.Fatalf("untagged LV: %v", err)
 	}

@@ -182,8 +182,11 @@ func (p *OwnPool) DeleteThin(r Record) error {
 }
 
 // DataBytes is the pool's data size now.
-func (p *OwnPool) DataBytes() (int64, error) {
-	st, err := thin.ReadPool(p.ctl, PoolName)
+func (p *OwnPool) DataBytes() (int64, error) { return poolDataBytes(p.ctl, PoolName) }
+
+// poolDataBytes is thin pool name's data size now, for either kind of volume pool.
+func poolDataBytes(c thin.Mapper, name string) (int64, error) {
+	st, err := thin.ReadPool(c, name)
 	if err != nil {
 		return 0, err
 	}
