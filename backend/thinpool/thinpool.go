@@ -25,9 +25,13 @@ type Pool struct {
 	Dev  dm.Dev
 }
 
+// mapper is how Open and Pool's methods reach ctl: ctl itself. Tests substitute a fake, since a
+// *dm.Control reaches the kernel.
+var mapper = func(ctl *dm.Control) thin.NoFlushMapper { return ctl }
+
 // Open finds the pool named name.
 func Open(ctl *dm.Control, name string) (*Pool, error) {
-	info, err := ctl.Info(name)
+	info, err := mapper(ctl).Info(name)
 	if err != nil {
 		return nil, fmt.Errorf("thin pool %q: %w", name, err)
 	}
@@ -36,7 +40,7 @@ func Open(ctl *dm.Control, name string) (*Pool, error) {
 
 // State reads a device's state; its size only from a thin table on this pool.
 func (p *Pool) State(name string) (sizer.DeviceState, error) {
-	info, err := p.Ctl.Info(name)
+	info, err := mapper(p.Ctl).Info(name)
 	if errors.Is(err, dm.ErrNotFound) {
 		return sizer.DeviceState{}, nil
 	}
@@ -45,7 +49,7 @@ func (p *Pool) State(name string) (sizer.DeviceState, error) {
 	}
 	st := sizer.DeviceState{Exists: true, Active: info.LiveTable && !info.Suspended, Opens: info.OpenCount, Deferred: info.DeferredRemove}
 	if st.Active {
-		_, sectors, err := thin.CheckDevice(p.Ctl, name, p.Dev)
+		_, sectors, err := thin.CheckDevice(mapper(p.Ctl), name, p.Dev)
 		if err != nil {
 			return st, err
 		}
@@ -56,7 +60,7 @@ func (p *Pool) State(name string) (sizer.DeviceState, error) {
 
 // Grow grows an active thin device's table.
 func (p *Pool) Grow(name string, sz int64) (time.Duration, error) {
-	g, err := thin.GrowDevice(p.Ctl, name, p.Dev, sz)
+	g, err := thin.GrowDevice(mapper(p.Ctl), name, p.Dev, sz)
 	return g.Stall, err
 }
 
@@ -74,7 +78,7 @@ func (p *Pool) FS(name string) (int64, int64, error) {
 
 // PoolData reads the pool's data size without a metadata commit.
 func (p *Pool) PoolData() (int64, error) {
-	s, err := thin.ReadPoolNoFlush(p.Ctl, p.Name)
+	s, err := thin.ReadPoolNoFlush(mapper(p.Ctl), p.Name)
 	if err != nil {
 		return 0, err
 	}
