@@ -76,6 +76,13 @@ const dataRootMount = "/var/lib/docker"
 // shutdownGrace is how long a stopping plugin lets a sizing in flight finish.
 const shutdownGrace = 20 * time.Second
 
+// openDM opens device-mapper (dm.Open); the unit tests replace it so that they never touch
+// the host's.
+var openDM = dm.Open
+
+// wireBackend is (*app).backendFor; the unit tests replace it with a fake backend.
+var wireBackend = (*app).backendFor
+
 // run connects to the engine, wires the backend, the sizer, the guard and the metrics, and
 // follows the engine's events until ctx ends. Problems that need the operator are logged with
 // what to change.
@@ -102,12 +109,12 @@ func (a *app) run(ctx context.Context) {
 		a.log.WithFields(logrus.Fields{"host": st.DataRoot, "plugin": dataRootMount}).Info("the engine's data root is mounted elsewhere in the plugin")
 	}
 	st = st.Within(dataRootMount)
-	ctl, err := dm.Open()
+	ctl, err := openDM()
 	if err != nil {
 		a.giveUp(a.log, err, "opening device-mapper; dmsize does nothing (does the plugin have /dev and CAP_SYS_ADMIN?)")
 		return
 	}
-	backend, st, refuse, log := a.backendFor(ctl, st)
+	backend, st, refuse, log := wireBackend(a, ctl, st)
 	if backend == nil {
 		return
 	}
@@ -193,7 +200,7 @@ func repairBeforeServing(cfg config, log logrus.FieldLogger) {
 	if _, err := os.Stat(snapshotter.SizesDir(cfg.StateDir)); err != nil {
 		return // no snapshot device was ever sized here (the graph driver, or nothing yet)
 	}
-	ctl, err := dm.Open()
+	ctl, err := openDM()
 	if err != nil {
 		log.WithError(err).Error("opening device-mapper to restore snapshot sizes; they are restored once the engine is up")
 		return
@@ -262,7 +269,7 @@ func (a *app) guardVolumePool(ctx context.Context, m *metrics.Metrics, log logru
 
 // startGuard starts the pool guard on its own device-mapper handle; nil if it cannot run.
 func (a *app) startGuard(ctx context.Context, st engine.Storage, m *metrics.Metrics, log logrus.FieldLogger) *guard.Guard {
-	ctl, err := dm.Open()
+	ctl, err := openDM()
 	if err != nil {
 		log.WithError(err).Error("pool guard: opening device-mapper; the pool is not guarded")
 		return nil

@@ -18,7 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dmsize/dmsize/control"
-	"github.com/dmsize/dmsize/driver/dm"
 	"github.com/dmsize/dmsize/driver/lvm"
 	"github.com/dmsize/dmsize/driver/size"
 	"github.com/dmsize/dmsize/engine"
@@ -52,7 +51,7 @@ func openVolumes(cfg config, log logrus.FieldLogger) *volumeDriver {
 		d.eng = eng
 	}
 	err := func() error {
-		ctl, err := dm.Open()
+		ctl, err := openDM()
 		if err != nil {
 			return err
 		}

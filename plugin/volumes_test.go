@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -59,6 +60,18 @@ func TestPluginHandler(t *testing.T) {
 	post("/AuthZPlugin.AuthZRes", `{"RequestMethod":"GET","RequestUri":"/v1.41/info"}`)
 	if strings.Join(az.got, ",") != "req /v1.41/info,res /v1.41/info" {
 		t.Fatalf("authz calls: %v", az.got)
+	}
+	// A body that is not JSON: 400 with the decoder's error, and the plugin is not asked.
+	for _, path := range []string{"/AuthZPlugin.AuthZReq", "/AuthZPlugin.AuthZRes"} {
+		resp, err := c.Post("http://plugin"+path, "application/json", strings.NewReader(`{"RequestMethod":`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "unexpected EOF") || len(az.got) != 2 {
+			t.Fatalf("%s with a bad body: %s %q; authz calls %v", path, resp.Status, b, az.got)
+		}
 	}
 	if m := post("/VolumeDriver.Create", `{"Name":"v"}`); m["Err"] != "dmsize: volumes: no device-mapper here" {
 		t.Fatalf("Create: %v", m)
