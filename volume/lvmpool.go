@@ -37,6 +37,9 @@ var (
 	_ Sized = (*LVMPool)(nil)
 )
 
+// ensureNode is dm.EnsureNode (the unit tests make no node in /dev/mapper).
+var ensureNode = dm.EnsureNode
+
 // lvmNameRE is LVM's rule for VG and LV names.
 var lvmNameRE = regexp.MustCompile(`^[a-zA-Z0-9+_.][a-zA-Z0-9+_.-]*$`)
 
@@ -186,7 +189,7 @@ func (p *LVMPool) Activate(r Record) (string, error) {
 			return "", fmt.Errorf("growing LV %s from %s to %s: %w", p.path(r), size.Format(have), size.Format(r.Size), err)
 		}
 	}
-	if err := dm.EnsureNode(name, info.Dev, p.nodeWait); err != nil {
+	if err := ensureNode(name, info.Dev, p.nodeWait); err != nil {
 		return "", err
 	}
 	return dm.Node(name), nil

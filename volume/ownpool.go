@@ -27,7 +27,7 @@ const blockSectors = 128
 // OwnPool is the volume pool: a thin pool on two sparse files under Config.Dir/pool, made and
 // owned by dmsize. New blocks are zeroed (a volume never reads another's old data).
 type OwnPool struct {
-	ctl      *dm.Control
+	ctl      poolControl
 	dir      string
 	dataSize int64
 	pool     dm.Dev
@@ -40,10 +40,28 @@ var (
 	_ Transactional = (*OwnPool)(nil)
 )
 
+// poolControl is the part of *dm.Control the volume pool uses (the unit tests' fake kernel
+// stands in for it).
+type poolControl interface {
+	thin.Mapper
+	Create(name, uuid string) (dm.Dev, error)
+	Remove(name string, deferred bool) error
+	OwnPoolMessage(pool string, m dm.PoolMsg) error
+}
+
+var _ poolControl = (*dm.Control)(nil)
+
+// attachLoop is loop.Attach (the unit tests attach no loop device).
+var attachLoop = loop.Attach
+
 // OpenPool finds the volume pool, or assembles it from its files, creating them on first use.
 // Each step is safe to repeat: a crash leaves files (kept), loop devices (autoclear: gone with
 // the process) or a pool device without a table (removed and made again).
 func OpenPool(ctl *dm.Control, dir string, dataSize int64) (*OwnPool, error) {
+	return openOwnPool(ctl, dir, dataSize)
+}
+
+func openOwnPool(ctl poolControl, dir string, dataSize int64) (*OwnPool, error) {
 	p := &OwnPool{ctl: ctl, dir: filepath.Join(dir, "pool"), dataSize: dataSize}
 	p.DataFile, p.MetaFile = filepath.Join(p.dir, "data"), filepath.Join(p.dir, "metadata")
 	info, err := ctl.Info(PoolName)
@@ -87,12 +105,12 @@ func (p *OwnPool) assemble() error {
 	if _, err := sparse(p.MetaFile, metaSize(data)); err != nil {
 		return err
 	}
-	metaDev, metaF, err := loop.Attach(p.MetaFile)
+	metaDev, metaF, err := attachLoop(p.MetaFile)
 	if err != nil {
 		return err
 	}
 	defer metaF.Close()
-	dataDev, dataF, err := loop.Attach(p.DataFile)
+	dataDev, dataF, err := attachLoop(p.DataFile)
 	if err != nil {
 		return err
 	}
@@ -271,7 +289,11 @@ var (
 // NewLazyPool opens the volume pool at once if it was ever made (its data file or its device
 // exists), else at the first create.
 func NewLazyPool(ctl *dm.Control, dir string, dataSize int64) (*LazyPool, error) {
-	l := &LazyPool{open: func() (*OwnPool, error) { return OpenPool(ctl, dir, dataSize) }}
+	return newLazyOwnPool(ctl, dir, dataSize)
+}
+
+func newLazyOwnPool(ctl poolControl, dir string, dataSize int64) (*LazyPool, error) {
+	l := &LazyPool{open: func() (*OwnPool, error) { return openOwnPool(ctl, dir, dataSize) }}
 	_, statErr := os.Stat(filepath.Join(dir, "pool", "data"))
 	_, infoErr := ctl.Info(PoolName)
 	if statErr == nil || infoErr == nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -130,8 +131,9 @@ type crash string
 
 const G = int64(1) << 30
 
+// testConfig mounts the volumes under dir: ensureMounted makes the mount point's directory.
 func testConfig(dir string) Config {
-	return Config{Dir: dir, PoolSize: 100 * G, DefaultSize: 10 * G, DefaultFS: "ext4", MaxSize: 1 << 40, MountRoot: "/mnt/volumes"}
+	return Config{Dir: dir, PoolSize: 100 * G, DefaultSize: 10 * G, DefaultFS: "ext4", MaxSize: 1 << 40, MountRoot: filepath.Join(dir, "mnt")}
 }
 
 func quiet() logrus.FieldLogger {
@@ -187,8 +189,8 @@ func check(t *testing.T, v *Volumes, k *fakeKernel) {
 }
 
 func TestLifecycle(t *testing.T) {
-	k := newKernel()
-	v := open(t, t.TempDir(), k, nil)
+	dir, k := t.TempDir(), newKernel()
+	v := open(t, dir, k, nil)
 	if err := v.Create("data", map[string]string{"size": "20G", "fs": "xfs"}); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +201,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("a create with other options: %v", err)
 	}
 	p1, err := v.Mount("data", "m1")
-	if err != nil || p1 != "/mnt/volumes/data" {
+	if err != nil || p1 != filepath.Join(dir, "mnt", "data") {
 		t.Fatalf("%q %v", p1, err)
 	}
 	v.Mount("data", "m2")
@@ -208,7 +210,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("remove of a mounted volume: %v", err)
 	}
 	v.Unmount("data", "m1")
-	if _, ok := k.mounted["/mnt/volumes/data"]; !ok {
+	if _, ok := k.mounted[p1]; !ok {
 		t.Fatal("unmounted while m2 uses it")
 	}
 	if before, err := v.Grow("data", 25*G); err != nil || before != 20*G {
