@@ -24,6 +24,7 @@ import (
 // Backend implements sizer.Engine, sizer.Devices and sizer.Sizes for one engine.
 type Backend struct {
 	*thinpool.Pool
+	ctl     deviceControl // Pool.Ctl
 	eng     *engine.Client
 	storage engine.Storage
 	holds   *Holder
@@ -35,6 +36,30 @@ var (
 	_ sizer.Engine  = (*Backend)(nil)
 	_ sizer.Devices = (*Backend)(nil)
 	_ sizer.Sizes   = (*Backend)(nil)
+)
+
+// deviceControl is the part of *dm.Control the backend uses itself (the unit tests' fake
+// kernel stands in for it).
+type deviceControl interface {
+	List() ([]dm.NameDev, error)
+	Info(name string) (dm.Info, error)
+	Create(name, uuid string) (dm.Dev, error)
+	Load(name string, table []dm.Target) error
+	Resume(name string) error
+	Rename(old, new string) error
+	Remove(name string, deferred bool) error
+	CancelDeferredRemove(name string) error
+}
+
+var _ deviceControl = (*dm.Control)(nil)
+
+// Seams for the unit tests, which reach neither the kernel nor /dev/mapper: openPool is
+// thinpool.Open, control gives New's ctl as the backend's deviceControl, ensureNode is
+// dm.EnsureNode.
+var (
+	openPool   = thinpool.Open
+	control    = func(ctl *dm.Control) deviceControl { return ctl }
+	ensureNode = dm.EnsureNode
 )
 
 // ErrDeferredRemovalOff means the engine would not leave a held device in place at stop.
@@ -61,11 +86,11 @@ func New(eng *engine.Client, ctl *dm.Control, st engine.Storage) (*Backend, erro
 	if st.Driver != "devicemapper" {
 		return nil, fmt.Errorf("the engine's storage driver is %q; dmsize sizes devicemapper thin devices", st.Driver)
 	}
-	pool, err := thinpool.Open(ctl, st.PoolName)
+	pool, err := openPool(ctl, st.PoolName)
 	if err != nil {
 		return nil, fmt.Errorf("the engine's %w", err)
 	}
-	b := &Backend{Pool: pool, eng: eng, storage: st, holds: NewHolder(), Log: logrus.StandardLogger()}
+	b := &Backend{Pool: pool, ctl: control(ctl), eng: eng, storage: st, holds: NewHolder(), Log: logrus.StandardLogger()}
 	return b, b.removeStaging()
 }
 
@@ -101,24 +126,24 @@ const stagingSuffix = ".dmsize-activate"
 // device meanwhile, the rename fails and the temporary device is removed.
 func (b *Backend) Activate(name string, deviceID int, sz int64) error {
 	tmp := name + stagingSuffix
-	if _, err := b.Ctl.Info(tmp); err == nil {
-		if err := b.Ctl.Remove(tmp, false); err != nil {
+	if _, err := b.ctl.Info(tmp); err == nil {
+		if err := b.ctl.Remove(tmp, false); err != nil {
 			return err
 		}
 	}
-	if _, err := b.Ctl.Create(tmp, ""); err != nil {
+	if _, err := b.ctl.Create(tmp, ""); err != nil {
 		return err
 	}
 	t := dm.Target{Start: 0, Length: uint64(sz / size.Sector), Type: "thin", Params: dm.ThinTable{PoolDev: b.Dev.String(), DevID: uint64(deviceID)}.String()}
-	err := b.Ctl.Load(tmp, []dm.Target{t})
+	err := b.ctl.Load(tmp, []dm.Target{t})
 	if err == nil {
-		err = b.Ctl.Resume(tmp)
+		err = b.ctl.Resume(tmp)
 	}
 	if err == nil {
-		err = b.Ctl.Rename(tmp, name)
+		err = b.ctl.Rename(tmp, name)
 	}
 	if err != nil {
-		b.Ctl.Remove(tmp, false)
+		b.ctl.Remove(tmp, false)
 		return err
 	}
 	return nil
@@ -127,13 +152,13 @@ func (b *Backend) Activate(name string, deviceID int, sz int64) error {
 // removeStaging removes temporary devices an interrupted Activate left: each maps a thin device
 // the engine may want to delete.
 func (b *Backend) removeStaging() error {
-	list, err := b.Ctl.List()
+	list, err := b.ctl.List()
 	if err != nil {
 		return err
 	}
 	for _, d := range list {
 		if strings.HasSuffix(d.Name, stagingSuffix) {
-			if err := b.Ctl.Remove(d.Name, false); err != nil {
+			if err := b.ctl.Remove(d.Name, false); err != nil {
 				return fmt.Errorf("removing %s, left by an interrupted activation: %w", d.Name, err)
 			}
 		}
@@ -147,11 +172,11 @@ func (b *Backend) Hold(name string) error {
 	if b.holds.Held(name) {
 		return nil
 	}
-	info, err := b.Ctl.Info(name)
+	info, err := b.ctl.Info(name)
 	if err != nil {
 		return err
 	}
-	if err := dm.EnsureNode(name, info.Dev, b.Ctl.NodeWait); err != nil {
+	if err := ensureNode(name, info.Dev, b.Ctl.NodeWait); err != nil {
 		return err
 	}
 	return b.holds.Hold(name)
@@ -166,13 +191,13 @@ func (b *Backend) Hold(name string) error {
 // removing after it has no such window. If anything opened the device meanwhile, the deferred
 // removal is asked for again, as the engine left it.
 func (b *Backend) Release(name string) bool {
-	info, err := b.Ctl.Info(name)
+	info, err := b.ctl.Info(name)
 	finish := err == nil && info.DeferredRemove && info.OpenCount == 1 && b.holds.Held(name) &&
-		b.Ctl.CancelDeferredRemove(name) == nil
+		b.ctl.CancelDeferredRemove(name) == nil
 	held := b.holds.Release(name)
 	if finish {
-		if err := b.Ctl.Remove(name, false); err != nil && !errors.Is(err, dm.ErrNotFound) {
-			if err := b.Ctl.Remove(name, true); err != nil && !errors.Is(err, dm.ErrNotFound) {
+		if err := b.ctl.Remove(name, false); err != nil && !errors.Is(err, dm.ErrNotFound) {
+			if err := b.ctl.Remove(name, true); err != nil && !errors.Is(err, dm.ErrNotFound) {
 				b.Log.WithError(err).WithField("device", name).Warn("the engine asked for this device's removal; giving it back its deferred removal failed")
 			}
 		}
