@@ -74,6 +74,9 @@ func (c *Client) roundTrip(ctx context.Context, method, path string, body io.Rea
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, "", fmt.Errorf("%w: the dmsize plugin at %s stopped answering: %w", ErrTimeout, c.socket, ctx.Err())
+		}
 		return nil, "", fmt.Errorf("%w at %s: %v", ErrUnreachable, c.socket, err)
 	}
 	if resp.StatusCode/100 != 2 {
@@ -86,16 +89,22 @@ func (c *Client) roundTrip(ctx context.Context, method, path string, body io.Rea
 	return b, resp.Header.Get("Content-Type"), nil
 }
 
+// call does one request and decodes its answer into a new T. (Not `var v T; return v,
+// c.do(..., &v)`: Go does not order reading v against the call.)
+func call[T any](ctx context.Context, c *Client, method, path string, body any) (T, error) {
+	var v T
+	err := c.do(ctx, method, path, body, &v)
+	return v, err
+}
+
 // Version asks the plugin's version.
 func (c *Client) Version(ctx context.Context) (Version, error) {
-	var v Version
-	return v, c.do(ctx, http.MethodGet, PathVersion, nil, &v)
+	return call[Version](ctx, c, http.MethodGet, PathVersion, nil)
 }
 
 // Containers returns the status of refs, or of every container dmsize knows when none.
 func (c *Client) Containers(ctx context.Context, refs ...string) ([]Container, error) {
-	var out []Container
-	return out, c.do(ctx, http.MethodGet, withQuery(PathContainers, "ref", refs), nil, &out)
+	return call[[]Container](ctx, c, http.MethodGet, withQuery(PathContainers, "ref", refs), nil)
 }
 
 // withQuery is path with key=value for each of values.
@@ -109,32 +118,27 @@ func withQuery(path, key string, values []string) string {
 // Grow grows a container. It can take as long as the engine takes to mount a stopped
 // container and the filesystem to grow: ctx bounds it.
 func (c *Client) Grow(ctx context.Context, r GrowRequest) (GrowResult, error) {
-	var out GrowResult
-	return out, c.do(ctx, http.MethodPost, PathGrow, r, &out)
+	return call[GrowResult](ctx, c, http.MethodPost, PathGrow, r)
 }
 
 // Pool returns the pool's status.
 func (c *Client) Pool(ctx context.Context) (Pool, error) {
-	var out Pool
-	return out, c.do(ctx, http.MethodGet, PathPool, nil, &out)
+	return call[Pool](ctx, c, http.MethodGet, PathPool, nil)
 }
 
 // Extend extends the pool.
 func (c *Client) Extend(ctx context.Context, r ExtendRequest) (ExtendResult, error) {
-	var out ExtendResult
-	return out, c.do(ctx, http.MethodPost, PathPoolExtend, r, &out)
+	return call[ExtendResult](ctx, c, http.MethodPost, PathPoolExtend, r)
 }
 
 // Volumes returns the status of the named volumes, or of every volume when none.
 func (c *Client) Volumes(ctx context.Context, names ...string) ([]Volume, error) {
-	var out []Volume
-	return out, c.do(ctx, http.MethodGet, withQuery(PathVolumes, "name", names), nil, &out)
+	return call[[]Volume](ctx, c, http.MethodGet, withQuery(PathVolumes, "name", names), nil)
 }
 
 // VolumeGrow grows a volume, online if it is mounted.
 func (c *Client) VolumeGrow(ctx context.Context, r VolumeGrowRequest) (VolumeGrowResult, error) {
-	var out VolumeGrowResult
-	return out, c.do(ctx, http.MethodPost, PathVolumeGrow, r, &out)
+	return call[VolumeGrowResult](ctx, c, http.MethodPost, PathVolumeGrow, r)
 }
 
 // MetricsAccept asks PathMetrics for Prometheus' text format, which every scraper and

@@ -355,6 +355,28 @@ func TestClientTimeout(t *testing.T) {
 	}
 }
 
+// The deadline passes while the answer's body is read: timed out, not unreachable.
+func TestClientTimeoutInBody(t *testing.T) {
+	release := make(chan struct{})
+	c := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, `{"plugin"`)
+		http.NewResponseController(w).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.Version(ctx)
+	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrUnreachable) {
+		t.Fatalf("%v", err)
+	}
+}
+
 // What no public call can send: a body that does not encode, a request that cannot be made.
 func TestClientRequestErrors(t *testing.T) {
 	c, seen := recorder(t, http.StatusOK, "application/json", `{}`)
