@@ -68,32 +68,63 @@ func TestGrowRunningLive(t *testing.T) {
 // Before the plugin is back the container starts at its old size or its new one (after the
 // filesystem grew, only the restarted plugin can make it start: the documented window); once a
 // fresh plugin reconciled, it starts at the new size. The same holds after an engine restart.
+// StepActivated is the repair's step, not a growth's: a stopped container's grown device that
+// the engine deactivated while dmsize was down is activated again by the next plugin, which is
+// killed right after (crashAt sets that up).
 func TestCrashAfterEachStep(t *testing.T) {
-	steps := []string{StepIntent, StepPersisted, StepMounted, StepHeld, StepDevice, StepFilesystem, StepApplied}
+	steps := []string{StepIntent, StepPersisted, StepMounted, StepHeld, StepDevice, StepFilesystem, StepApplied, StepActivated}
 	for _, running := range []bool{false, true} {
 		for _, step := range steps {
-			if running && step == StepMounted {
-				continue
+			if running && (step == StepMounted || step == StepActivated) {
+				continue // a running container's device is active: never mounted nor re-activated
 			}
-			for _, engineRestart := range []bool{false, true} {
-				name := fmt.Sprintf("running=%v/%s/engine-restart=%v", running, step, engineRestart)
-				t.Run(name, func(t *testing.T) { crashAt(t, step, running, engineRestart) })
+			// Before the re-activation: the first plugin finished its growth (""), or was
+			// killed after the size was persisted, or after the filesystem grew.
+			priors := []string{""}
+			if step == StepActivated {
+				priors = []string{"", StepPersisted, StepFilesystem}
+			}
+			for _, prior := range priors {
+				for _, engineRestart := range []bool{false, true} {
+					name := fmt.Sprintf("running=%v/%s/engine-restart=%v", running, step, engineRestart)
+					if prior != "" {
+						name = fmt.Sprintf("running=%v/%s-after-%s/engine-restart=%v", running, step, prior, engineRestart)
+					}
+					t.Run(name, func(t *testing.T) { crashAt(t, step, prior, running, engineRestart) })
+				}
 			}
 		}
 	}
 }
 
-func crashAt(t *testing.T, step string, running, engineRestart bool) {
+// crashAt kills the plugin right after step. For StepActivated, a first plugin grows the
+// stopped container (killed after prior, when set) and dies: its hold goes with it, the
+// engine's deferred removal completes, and the device is gone; the next plugin re-activates it.
+func crashAt(t *testing.T, step, prior string, running, engineRestart bool) {
 	r := newRig(t)
 	c := r.w.create(1, label("42G"))
 	if running {
 		r.w.start(t, c.ID)
+	}
+	if step == StepActivated {
+		r.crash = prior
+		if _, err := r.ensure(c.ID); (prior == "") != (err == nil) {
+			t.Fatalf("the first plugin, to crash at %q: %v", prior, err)
+		}
+		r.w.crash()
+		if st, _ := r.w.State(c.Device); st.Exists {
+			t.Fatalf("the device outlived the first plugin's hold: %+v", st)
+		}
+		r.restartPlugin(Policy{Max: 1 << 40})
 	}
 	r.crash = step
 	if _, err := r.ensure(c.ID); !errors.Is(err, errCrash) {
 		t.Fatalf("no crash at %s: %v", step, err)
 	}
 	r.w.crash()
+	if st, _ := r.w.State(c.Device); step == StepActivated && (!st.Active || st.Size != 42*G || r.w.Held(c.Device)) {
+		t.Fatalf("killed after the re-activation: device %+v, held %v; want active at 42G, not held", st, r.w.Held(c.Device))
+	}
 	fsGrown := r.w.fs[1] > 10*G
 	if running {
 		// The engine kept its mount: the container runs on, and can be stopped and started
