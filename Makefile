@@ -12,18 +12,21 @@ VM_TESTS_trixie := ./integration/snapshotter
 # The VM suite also runs every benchmark once, so that none rots; `make bench` runs them for real.
 DMSIZE_BENCH ?= .
 DMSIZE_BENCHTIME ?= 1x
-# How many volumes TestVolumes/many creates and removes; empty: the test's own 20 (200 measured
-# once: README, Volumes).
+# How many volumes TestVolumes/many creates and removes; empty: 5 in `make test`, 200 in
+# `make test-long`.
 DMSIZE_VOLUMES ?=
 # DMSIZE_SHARED_ROOT=1: the guest makes / rshared before the tests, as systemd does on a host.
 DMSIZE_SHARED_ROOT ?=
-# Whole-VM limit (seconds): a hung guest is killed and reported with its console tail. The
-# bookworm suite takes about 60 min under TCG on 2 cores (see README: Testing).
-VM_TIMEOUT ?= 4500
+# DMSIZE_LONG=1: the long proofs in vm-test-PROFILE (suite.sh sets it for `make test-long`).
+DMSIZE_LONG ?=
+# Whole-VM limit (seconds) of vm-test-PROFILE and of each shard of `make test` (fast) and
+# `make test-long`: a hung guest is killed and reported with its console tail.
+VM_TIMEOUT ?= 1800
+VM_TIMEOUT_LONG ?= 7200
 
 export CGO_ENABLED := 0
 
-.PHONY: all test unit vm-test deps plugin demo bench clean distclean \
+.PHONY: all test test-long unit vm-test vm-test-long deps deps-plugin plugin demo bench clean distclean \
 	$(addprefix vm-test-,$(PROFILES)) $(addprefix image-,$(PROFILES)) $(addprefix payload-,$(PROFILES))
 
 all: plugin cli
@@ -31,6 +34,10 @@ all: plugin cli
 ## deps: install the host packages the VM needs (as root, via apt)
 deps:
 	@$(VM)/host-deps.sh
+
+## deps-plugin: the host packages `make plugin` needs (mke2fs and mkfs.xfs go into the rootfs)
+deps-plugin:
+	@$(VM)/host-deps.sh plugin
 
 ## unit: vet and unit tests; they run anywhere
 unit:
@@ -41,7 +48,7 @@ unit:
 ## plugin: the managed plugin's directories, no Docker needed: build/plugin (config.json +
 ## rootfs), build/plugin-lvm, the flavor that may also run the host's lvm (direct-lvm), and
 ## build/plugin-containerd, the flavor that reads containerd's records (Docker 25+)
-plugin:
+plugin: deps-plugin
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BUILD)/bin/dmsize-plugin ./plugin
 	rootfs/assemble.sh $(BUILD)/plugin config.json $(BUILD)/bin/dmsize-plugin
 	$(GO) run ./rootfs/flavor lvm config.json > $(BUILD)/config-lvm.json
@@ -62,10 +69,19 @@ push: plugin
 cli:
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BUILD)/bin/dmsize ./cmd/dmsize
 
-## test: unit tests, then the VM suite on every profile
+## test: unit tests, then the fast VM suite: the shards of integration/vm/shards, one VM each,
+## side by side, and a table of every test's seconds at the end
 test: deps unit vm-test
 
-vm-test: $(addprefix vm-test-,$(PROFILES))
+## test-long: the long proofs (every crash step on every set-up, the 200-create burst, 200
+## volumes, 30 lifecycle cycles), then the 50-boot enable probe
+test-long: deps unit vm-test-long boot-probe
+
+vm-test: deps $(addprefix payload-,$(PROFILES)) $(addprefix image-,$(PROFILES))
+	$(VM)/suite.sh fast --timeout $(VM_TIMEOUT)
+
+vm-test-long: deps $(addprefix payload-,$(PROFILES)) $(addprefix image-,$(PROFILES))
+	$(VM)/suite.sh long --timeout $(VM_TIMEOUT_LONG)
 
 ## image-PROFILE: build (or reuse) the cached VM image of a profile
 $(addprefix image-,$(PROFILES)): image-%: deps
@@ -83,7 +99,7 @@ define payload
 	cp -r $(BUILD)/plugin-containerd $(1)/plugin-containerd
 	cp $(BUILD)/bin/dmsize $(1)/guest/dmsize
 	echo $(2) > $(1)/profile
-	printf "DMSIZE_RUN='%s'\nDMSIZE_SKIP='%s'\nDMSIZE_BENCH='%s'\nDMSIZE_BENCHTIME='%s'\nDMSIZE_VOLUMES='%s'\nDMSIZE_SHARED_ROOT='%s'\n" '$(DMSIZE_RUN)' '$(DMSIZE_SKIP)' '$(DMSIZE_BENCH)' '$(DMSIZE_BENCHTIME)' '$(DMSIZE_VOLUMES)' '$(DMSIZE_SHARED_ROOT)' > $(1)/env
+	printf "DMSIZE_RUN='%s'\nDMSIZE_SKIP='%s'\nDMSIZE_BENCH='%s'\nDMSIZE_BENCHTIME='%s'\nDMSIZE_VOLUMES='%s'\nDMSIZE_SHARED_ROOT='%s'\nDMSIZE_LONG='%s'\n" '$(DMSIZE_RUN)' '$(DMSIZE_SKIP)' '$(DMSIZE_BENCH)' '$(DMSIZE_BENCHTIME)' '$(DMSIZE_VOLUMES)' '$(DMSIZE_SHARED_ROOT)' '$(DMSIZE_LONG)' > $(1)/env
 	ln -s guest/$(3) $(1)/run
 	for pkg in $(4); do \
 		$(GO) test -c -tags vmtest -o $(1)/tests/$$(basename $$pkg).test $$pkg || exit 1; \
@@ -98,7 +114,8 @@ $(addprefix payload-,$(PROFILES)): payload-%: plugin cli
 	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)-next" -o $(BUILD)/bin/dmsize-plugin-next ./plugin
 	rootfs/assemble.sh $(BUILD)/payload-$*/plugin-next config.json $(BUILD)/bin/dmsize-plugin-next
 
-## vm-test-PROFILE: the VM suite of one profile (DMSIZE_RUN=pattern narrows it)
+## vm-test-PROFILE: every VM test of one profile in one VM (DMSIZE_RUN=pattern narrows it;
+## DMSIZE_LONG=1 for the long proofs)
 $(addprefix vm-test-,$(PROFILES)): vm-test-%: deps payload-% image-%
 	$(VM)/run.sh --profile $* --payload $(BUILD)/payload-$* --timeout $(VM_TIMEOUT) --out $(BUILD)/vm-run/$*
 
@@ -129,6 +146,6 @@ boot-probe: deps plugin cli image-bookworm
 clean:
 	rm -rf $(BUILD)
 
-## distclean: also drop the cached VM images
+## distclean: also drop the cached VM images (/var/cache/dmsize as root, .cache otherwise)
 distclean: clean
-	rm -rf .cache
+	rm -rf .cache $(if $(DMSIZE_CACHE),$(DMSIZE_CACHE),$(if $(filter 0,$(shell id -u)),/var/cache/dmsize))

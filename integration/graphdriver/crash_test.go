@@ -23,19 +23,26 @@ var sizerSteps = []string{"sizer-intent", "sizer-persisted", "sizer-mounted", "s
 // The pool guard's crash points in a loop-lvm extension.
 var poolSteps = []string{"pool-file-grown", "pool-loop-refreshed"}
 
-// Kill -9 at every step of a sizing, for a container created with the label and for a running
-// one: once the engine has restarted the plugin, the container has its size, its data, a
-// healthy pool and a record that says applied.
+// Kill -9 during a sizing: once the engine has restarted the plugin, the container has its
+// size, its data, a healthy pool and a record that says applied. The fast suite kills once per
+// kind of step: after the record (a created container), after the device grew (a running one)
+// and after the filesystem grew (a created one); every step is unit-tested with a fake kernel
+// and engine (sizer.TestCrashAfterEachStep). `make test-long` kills at every step, for a created
+// container and for a running one.
 func TestCrashSizerSteps(t *testing.T) {
 	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"})
-	// Until session 6 a first subtest measured dockerd's restarts of the killed plugin (0.8–3.6 s,
-	// no back-off over three kills). It could not fail, so it went, to
-	// save the suite's time; every step below waits for such a restart anyway.
-	crashSteps(t, e, pool, sizerSteps)
+	if harness.Long() {
+		crashSteps(t, e, pool, sizerSteps)
+		return
+	}
+	t.Run("sizer-persisted/created", func(t *testing.T) { crashCreated(t, e.With(t), pool, "sizer-persisted") })
+	t.Run("sizer-device-grown/running", func(t *testing.T) { crashRunning(t, e.With(t), pool, "sizer-device-grown") })
+	t.Run("sizer-fs-grown/created", func(t *testing.T) { crashCreated(t, e.With(t), pool, "sizer-fs-grown") })
 }
 
 // The same on ext4 (online resize through the kernel's ioctl, not xfs growfs), for the two
-// steps around the filesystem's growth.
+// steps around the filesystem's growth. `make test-long` only: the fast suite grows ext4
+// online in TestCLIGrowOnline.
 func TestCrashSizerStepsExt4(t *testing.T) {
 	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "ext4", DataSize: "20G"})
 	crashSteps(t, e, pool, []string{"sizer-device-grown", "sizer-fs-grown"})
@@ -129,13 +136,14 @@ func checkAfterCrash(t *testing.T, e *harness.Engine, pool, id string) {
 	e.Docker("rm", "-f", id)
 }
 
-// Kill -9 in the middle of a loop-lvm pool extension, at each of its steps: the restarted guard
-// extends again, the writer that forced the extension finishes, and the pool needs no check.
+// Kill -9 in the middle of a loop-lvm pool extension: the restarted guard extends again, the
+// writer that forced the extension finishes, and the pool needs no check. The fast suite kills
+// after the file grew; `make test-long` at each step.
 func TestCrashPoolExtension(t *testing.T) {
 	// A 1 GiB pool: each step writes about half of it (TestGuardLoopData is the long fill).
 	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "1G"}, "GUARD_THRESHOLD=30%")
 	dataFile := e.DriverStatus()["Data loop file"]
-	for _, step := range poolSteps {
+	for _, step := range harness.Pick(poolSteps[:1], poolSteps) {
 		t.Run(step, func(t *testing.T) {
 			e := e.With(t)
 			before := poolStatus(t, pool)
@@ -189,15 +197,14 @@ func TestCrashPoolExtension(t *testing.T) {
 	}
 }
 
-// 40 labelled creates from 8 goroutines, the plugin SIGKILLed twice while they run: every
+// Labelled creates from 8 goroutines, the plugin SIGKILLed twice while they run: every
 // container's device ends up at its size, and the plugin's memory and goroutines say nothing
-// piles up. (200 ran once, in session 3, and 100 until session 5: see the README; 40 keeps the
-// suite within its hour.)
+// piles up. 16 creates in the fast suite, 200 in `make test-long`.
 func TestCrashBurst(t *testing.T) {
 	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"})
-	const n = 40
+	n := int32(harness.Pick(16, 200))
 	sizedAt := watchSized(t, 12*G)
-	cr := startCreates(e, "burst", n, 8)
+	cr := startCreates(e, "burst", int(n), 8)
 	for _, at := range []int32{n / 3, 2 * n / 3} {
 		for cr.done.Load() < at {
 			time.Sleep(20 * time.Millisecond)
@@ -229,7 +236,7 @@ func TestCrashBurst(t *testing.T) {
 	m := metrics(t)
 	t.Logf("after the burst: RSS %.1f MiB, %v goroutines, %v lock entries, queue %v",
 		m["process_resident_memory_bytes"]/(1<<20), m["go_goroutines"], m["dmsize_sizer_locks"], m["dmsize_sizer_queue"])
-	for i := 0; i < n; i += n / 10 {
+	for i := 0; i < len(ids); i += max(len(ids)/10, 1) {
 		if got := e.StartDf(ids[i]); !harness.About(got, 12*G) {
 			t.Errorf("container %d: first start sees %d bytes, want 12 GiB", i, got)
 		}
@@ -237,9 +244,8 @@ func TestCrashBurst(t *testing.T) {
 	checkHealthy(t, pool, false)
 }
 
-// A round of 20 labelled creates and then `docker rm` leaves no record, no lock entry and no
-// device behind. (Three rounds of 40 ran in session 3, two of 30 until session 5: the same;
-// one keeps the suite within its hour next to the snapshotter's tests.)
+// Rounds of labelled creates and then `docker rm` leave no record, no lock entry and no device
+// behind: one round of 8 in the fast suite, three of 40 in `make test-long`.
 func TestSizerRoundsLeaveNothing(t *testing.T) {
 	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"})
 	// dockerd 20.10 starts its deferred-deletion worker only when it finds its loop files at
@@ -251,7 +257,7 @@ func TestSizerRoundsLeaveNothing(t *testing.T) {
 		_, err := harness.Metrics()
 		return err == nil
 	})
-	const perRound, rounds = 20, 1
+	perRound, rounds := harness.Pick(8, 40), harness.Pick(1, 3)
 	for round := 1; round <= rounds; round++ {
 		sizedAt := watchSized(t, 12*G)
 		cr := startCreates(e, fmt.Sprintf("round%d", round), perRound, 8)

@@ -15,20 +15,20 @@ import (
 	"github.com/dmsize/dmsize/integration/harness"
 )
 
-// The seed's incident, with the guard on: a 3 GiB loop-lvm pool, a container writing 6 GiB
-// at full speed. The write completes, the pool grew in steps, and the metrics say so.
+// The seed's incident, with the guard on: a 1 GiB loop-lvm pool, a container writing twice
+// that at full speed. The write completes, the pool grew in steps, and the metrics say so.
 func TestGuardLoopData(t *testing.T) {
-	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "3G"})
+	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "1G"})
 	before := poolStatus(t, pool)
 	e.WaitFor("the guard's first metrics", 30*time.Second, func() bool { return metric(t, "dmsize_pool_data_size_bytes") > 0 })
 
-	took := fill(t, e, "data-6g", 6144)
+	took := fill(t, e, "data-2g", 2048)
 	after := poolStatus(t, pool)
 	ok := metric(t, `dmsize_pool_extensions_total{part="data",pool="`+pool+`",result="ok"}`)
-	t.Logf("wrote 6 GiB in %v; pool data %s -> %s in %v extensions; used %s", took.Round(time.Millisecond),
+	t.Logf("wrote 2 GiB in %v; pool data %s -> %s in %v extensions; used %s", took.Round(time.Millisecond),
 		gibs(before.dataTotal), gibs(after.dataTotal), ok, gibs(after.dataUsed))
-	if after.dataTotal < 6*G || after.dataUsed < 6*G {
-		t.Fatalf("pool data %d bytes (%d used) after writing 6 GiB into a 3 GiB pool", after.dataTotal, after.dataUsed)
+	if after.dataTotal < 2*G || after.dataUsed < 2*G {
+		t.Fatalf("pool data %d bytes (%d used) after writing 2 GiB into a 1 GiB pool", after.dataTotal, after.dataUsed)
 	}
 	if ok < 2 {
 		t.Fatalf("%v data extensions; want the pool grown in steps", ok)
@@ -111,15 +111,16 @@ func TestGuardOffShowsTheFailure(t *testing.T) {
 }
 
 // direct-lvm with room in the volume group: the guard extends the thin pool LV with the host's
-// lvm, from inside the plugin. LVM's own autoextension is off, so the guard is what acts.
+// lvm, from inside the plugin, while a container writes twice the pool's size. LVM's own
+// autoextension is off, so the guard is what acts.
 func TestGuardDirectLVM(t *testing.T) {
-	e, pool := guarded(t, harness.Setup{Kind: "direct-lvm", FS: "xfs", DataSize: "3G", MetaSize: "64M", VGSize: "12G", NoAutoextend: true})
-	took := fill(t, e, "data-6g", 6144)
+	e, pool := guarded(t, harness.Setup{Kind: "direct-lvm", FS: "xfs", DataSize: "1G", MetaSize: "64M", VGSize: "4G", NoAutoextend: true})
+	took := fill(t, e, "data-2g", 2048)
 	after := poolStatus(t, pool)
 	ok := metric(t, `dmsize_pool_extensions_total{part="data",pool="`+pool+`",result="ok"}`)
 	lv := harness.MustRun(t, "lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", "docker/thinpool")
-	t.Logf("wrote 6 GiB in %v; LV docker/thinpool now %s bytes, pool data %s, %v extensions", took.Round(time.Millisecond), strings.TrimSpace(lv), gibs(after.dataTotal), ok)
-	if after.dataTotal < 6*G || ok < 2 {
+	t.Logf("wrote 2 GiB in %v; LV docker/thinpool now %s bytes, pool data %s, %v extensions", took.Round(time.Millisecond), strings.TrimSpace(lv), gibs(after.dataTotal), ok)
+	if after.dataTotal < 2*G || ok < 2 {
 		t.Fatalf("pool data %d bytes after %v extensions", after.dataTotal, ok)
 	}
 	if n, _ := strconv.ParseInt(strings.TrimSpace(lv), 10, 64); n != after.dataTotal {
@@ -135,7 +136,9 @@ func TestGuardDirectLVM(t *testing.T) {
 func TestGuardDirectLVMNoRoom(t *testing.T) {
 	// OVERCOMMIT set: the bound an operator chooses is what turns a stuck guard into refusals
 	// (by default a label is a quota, sized with a warning).
-	e, pool := guarded(t, harness.Setup{Kind: "direct-lvm", FS: "xfs", DataSize: "3G", MetaSize: "64M", VGSize: "3500M", NoAutoextend: true}, "OVERCOMMIT=1.5")
+	// A 1 GiB pool (and 64 MiB of metadata, twice with LVM's spare) in a 1250 MiB volume group:
+	// about 96 MiB left for an extension that wants 20 %.
+	e, pool := guarded(t, harness.Setup{Kind: "direct-lvm", FS: "xfs", DataSize: "1G", MetaSize: "64M", VGSize: "1250M", NoAutoextend: true}, "OVERCOMMIT=1.5")
 	shortNoSpaceTimeout(t)
 	// A bystander with data that must survive.
 	by := e.Docker("run", "-d", "--name", "bystander", "--network", "none", "busybox", "sh", "-c",
@@ -146,7 +149,7 @@ func TestGuardDirectLVMNoRoom(t *testing.T) {
 	})
 	txBefore := poolStatus(t, pool).transaction
 	// Fill the pool past the threshold: the guard takes what the VG has left, then is stuck.
-	fill(t, e, "filler", 2800)
+	fill(t, e, "filler", 900)
 	e.WaitFor("the guard to say it is stuck", 30*time.Second, func() bool { return metric(t, "dmsize_pool_extension_blocked") == 1 })
 	// dm.size growth that would over-commit is refused, naming the guard's reason.
 	e.Docker("run", "-d", "--name", "wants-42g", "--network", "none", "--label", "dm.size=42G", "busybox", "sleep", "3600")
@@ -158,7 +161,7 @@ func TestGuardDirectLVMNoRoom(t *testing.T) {
 		"dd", "if=/dev/zero", "of=/big", "bs=1M", "count=2048", "conv=fsync")
 	t.Logf("dd into a pool whose VG is full: %v\n%s", err, harness.LastLines(out, 3))
 	if err == nil {
-		t.Fatal("4.8 GiB fit in a 3.5 GiB volume group")
+		t.Fatal("3 GiB fit in a 1250 MiB volume group")
 	}
 	log := e.DaemonLog()
 	if harness.CountLines(log, "pool guard: the pool needs more space and cannot get it", "volume group docker has") == 0 {
@@ -200,16 +203,16 @@ func guarded(t *testing.T, s harness.Setup, settings ...string) (*harness.Engine
 // A pool on devices nothing can grow (dm.thinpooldev on plain device-mapper devices, no LVM):
 // the guard says so at start, and again with the numbers once the pool passes the threshold.
 func TestGuardRawBlockWarns(t *testing.T) {
-	e, pool := guarded(t, harness.Setup{Kind: "raw-block", FS: "xfs", DataSize: "3G"})
+	e, pool := guarded(t, harness.Setup{Kind: "raw-block", FS: "xfs", DataSize: "1G"})
 	e.WaitFor("the start-up warning", 30*time.Second, func() bool {
 		return harness.CountLines(e.DaemonLog(), "this pool cannot be extended by dmsize", "neither a loop file nor an LVM volume") > 0
 	})
-	fill(t, e, "over-threshold", 2600)
+	fill(t, e, "over-threshold", 850) // past the 80 % threshold, short of full
 	e.WaitFor("the guard to say it is stuck", 30*time.Second, func() bool { return metric(t, "dmsize_pool_extension_blocked") == 1 })
 	if harness.CountLines(e.DaemonLog(), "the pool needs more space and cannot get it", "neither a loop file nor an LVM volume") == 0 {
 		t.Fatal("no warning with the numbers once past the threshold")
 	}
-	if st := poolStatus(t, pool); st.dataTotal != 3*G {
+	if st := poolStatus(t, pool); st.dataTotal != 1*G {
 		t.Fatalf("the pool changed size: %+v", st)
 	}
 	t.Logf("%s", strings.Join(pluginMessages(e.DaemonLog(), "pool guard"), "\n"))

@@ -18,19 +18,18 @@ const G = harness.GiB
 // The whole life of a sized container, on both pool kinds of the graph driver: sized
 // before its first start, grown online when `docker run` wins the race, kept across stop and
 // start, `docker restart` and a dockerd restart, and removed cleanly.
+//
+// The fast suite runs 2 stop/start cycles on xfs; `make test-long` 30, and ext4 too. ext4's
+// sizing before the first start and its online growth are the same code as xfs' but for the
+// filesystem's grow (TestCLIGrowOnline grows ext4 online in the fast suite).
 func TestDmSizeLifecycle(t *testing.T) {
-	for _, s := range []struct {
-		setup  harness.Setup
-		cycles int
-	}{
-		{harness.Setup{Kind: "loop-lvm", FS: "xfs"}, 5},
-		{harness.Setup{Kind: "direct-lvm", FS: "xfs"}, 5},
-		// direct-lvm on ext4 ran until session 5, loop-lvm on ext4 until session 6: ext4's
-		// sizing before the first start, its online growth and its stop/start after a crash are
-		// TestCrashSizerStepsExt4's, its online grow by the CLI TestCLIGrowOnline's; the rest
-		// here does not depend on the filesystem, and the suite has to stay within its hour.
-	} {
-		t.Run(s.setup.Kind+"-"+s.setup.FS, func(t *testing.T) { lifecycle(t, s.setup, s.cycles) })
+	setups := []harness.Setup{{Kind: "loop-lvm", FS: "xfs"}, {Kind: "direct-lvm", FS: "xfs"}}
+	if harness.Long() {
+		setups = append(setups, harness.Setup{Kind: "loop-lvm", FS: "ext4"}, harness.Setup{Kind: "direct-lvm", FS: "ext4"})
+	}
+	cycles := harness.Pick(2, 30)
+	for _, s := range setups {
+		t.Run(s.Kind+"-"+s.FS, func(t *testing.T) { lifecycle(t, s, cycles) })
 	}
 }
 

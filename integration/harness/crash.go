@@ -204,8 +204,7 @@ func NextPluginPID(old int, timeout time.Duration) (int, time.Duration, bool) {
 
 // PluginWatch follows the plugin's processes from the moment it is made: every pid seen, in
 // order, when it was first and last seen, and (if asked) when a file went away. It polls every
-// 20 ms, and a poll takes a pgrep (about 0.2 s under TCG); a process that lives less than that
-// can be missed.
+// 20 ms (a read of /proc); a process that lives less than that can be missed.
 type PluginWatch struct {
 	mu       sync.Mutex
 	seen     []seenPID

@@ -70,14 +70,13 @@ func (e *Engine) WaitRootSize(id string, min int64, timeout time.Duration) time.
 	e.t.Helper()
 	start := time.Now()
 	var last int64
-	for time.Since(start) < timeout {
+	for b := newBackoff(); time.Since(start) < timeout; b.sleep() {
 		out, err := e.TryDocker("exec", id, "df", "-P", "-k", "/")
 		if err == nil {
 			if last = ParseDfKiB(e.t, out); last >= min {
 				return time.Since(start)
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	e.t.Fatalf("container %s: root filesystem %d bytes after %v, want at least %d", id, last, timeout, min)
 	return 0
@@ -113,28 +112,50 @@ func DeviceSectors(name string) int64 {
 	return n
 }
 
-// WaitFor polls cond every 100 ms until it holds or timeout passes, and fails the test then.
+// WaitFor polls cond until it holds or timeout passes, and fails the test then. The polls start
+// 100 ms apart and back off to 1 s: a poll is a process or two (dmsetup, docker), which under
+// TCG take CPU from what the test waits for.
 func (e *Engine) WaitFor(what string, timeout time.Duration, cond func() bool) time.Duration {
 	e.t.Helper()
 	start := time.Now()
-	for time.Since(start) < timeout {
+	for b := newBackoff(); time.Since(start) < timeout; b.sleep() {
 		if cond() {
 			return time.Since(start)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	e.t.Fatalf("timed out after %v waiting for %s", timeout, what)
 	return 0
 }
 
-// PluginPID is the pid of the running plugin process, 0 if none.
+// backoff is the pause between polls: 100 ms, then half as long again each time, up to 1 s.
+type backoff struct{ d time.Duration }
+
+func newBackoff() *backoff { return &backoff{100 * time.Millisecond} }
+
+func (b *backoff) sleep() {
+	time.Sleep(b.d)
+	b.d = min(b.d*3/2, time.Second)
+}
+
+// PluginPID is the pid of the running plugin process (the lowest, as pgrep lists them), 0 if
+// none. It reads /proc itself: the crash tests poll it every 20 ms, and a pgrep process each
+// time kept one vCPU busy under TCG.
 func PluginPID() int {
-	out, err := Run("pgrep", "-x", "dmsize-plugin")
+	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0
 	}
-	pid, _ := strconv.Atoi(strings.Fields(out)[0])
-	return pid
+	lowest := 0
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil || (lowest != 0 && pid > lowest) {
+			continue
+		}
+		if comm, err := os.ReadFile("/proc/" + ent.Name() + "/comm"); err == nil && strings.TrimSpace(string(comm)) == "dmsize-plugin" {
+			lowest = pid
+		}
+	}
+	return lowest
 }
 
 // CountLines counts the lines of s containing every one of parts.

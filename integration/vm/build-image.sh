@@ -3,6 +3,8 @@
 #
 #   build-image.sh PROFILE            -> prints CACHE/vm/PROFILE-HASH
 #
+# CACHE is DMSIZE_CACHE, by default /var/cache/dmsize as root and .cache in the checkout otherwise.
+#
 # The directory holds vmlinuz, initrd.img (busybox + the few modules needed to mount a virtio
 # root) and root.img (an ext4 image of an mmdebstrap tree). HASH covers every file of the
 # recipe, so an edited recipe gives a new image and an unchanged one is reused. The image is
@@ -16,13 +18,22 @@ penv="$here/profiles/$profile.env"
 # shellcheck source=/dev/null
 . "$penv"
 MIRROR=${DMSIZE_MIRROR:-http://deb.debian.org/debian}
-cache=${DMSIZE_CACHE:-$here/../../.cache}
+# One cache per machine (root) so that every clone, CI's fresh one too, reuses an image whose
+# recipe has not changed; per checkout otherwise.
+if [ -z "${DMSIZE_CACHE:-}" ]; then
+	if [ "$(id -u)" = 0 ]; then DMSIZE_CACHE=/var/cache/dmsize; else DMSIZE_CACHE=$here/../../.cache; fi
+fi
+cache=$DMSIZE_CACHE
 mkdir -p "$cache/vm"
 cache=$(cd "$cache" && pwd)
 
 recipe=("$0" "$penv" "$here/build-initramfs.sh" "$here/customize.sh" "$here/initramfs-init" "$here/guest-init")
 hash=$( (cat "${recipe[@]}"; echo "$MIRROR") | sha256sum | cut -c1-12)
 out="$cache/vm/$profile-$hash"
+[ -f "$out/.complete" ] && { echo "$out"; exit 0; }
+# One build of a profile at a time: runs started side by side wait for the first one's image.
+exec 9>"$cache/vm/$profile.lock"
+flock 9
 if [ -f "$out/.complete" ]; then
 	echo "$out"
 	exit 0
@@ -58,5 +69,7 @@ rm -rf "$tree"
 echo "$SUITE $kver $(date -u +%FT%TZ) $(( $(date +%s) - start ))s" > "$work/.complete"
 mv "$work" "$out"
 trap - EXIT
+# Images of older recipes of this profile go after a day (about 1 GiB each).
+find "$cache/vm" -maxdepth 1 -name "$profile-*" ! -name "$profile-$hash" -mtime +0 -exec rm -rf {} + 2>/dev/null || true
 log "built in $(( $(date +%s) - start ))s: $out"
 echo "$out"

@@ -1,17 +1,23 @@
 #!/bin/bash
-# Makes sure the host has what building and booting the test VM needs, installing what is
-# missing with apt when run as root. Says what is missing, and how to get it, otherwise.
+# Makes sure the host has what building the plugin and building and booting the test VM need,
+# installing what is missing with apt when run as root. Says what is missing, and how to get
+# it, otherwise.
+#
+#   host-deps.sh          what `make test` and `make demo` need (QEMU, mmdebstrap, ...)
+#   host-deps.sh plugin   what `make plugin` needs: the mkfs tools it copies into the rootfs
+#
 set -euo pipefail
 # command:package
-need=(
-	qemu-system-x86_64:qemu-system-x86 mmdebstrap:mmdebstrap cpio:cpio mke2fs:e2fsprogs
-	debugfs:e2fsprogs mkfs.xfs:xfsprogs xz:xz-utils zstd:zstd gzip:gzip timeout:coreutils sha256sum:coreutils
+need=(mke2fs:e2fsprogs mkfs.xfs:xfsprogs file:file)
+[ "${1:-}" = plugin ] || need+=(
+	qemu-system-x86_64:qemu-system-x86 mmdebstrap:mmdebstrap cpio:cpio debugfs:e2fsprogs
+	xz:xz-utils zstd:zstd gzip:gzip timeout:coreutils sha256sum:coreutils flock:util-linux
 )
 missing=()
 for pair in "${need[@]}"; do
 	command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
-[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
+[ "${1:-}" = plugin ] || [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
 if ! command -v go >/dev/null 2>&1; then
 	echo "host-deps: Go is not on PATH; install Go $(sed -n 's/^go //p' "$(dirname "$0")/../../go.mod") or newer" >&2
 	exit 1

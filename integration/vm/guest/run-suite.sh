@@ -20,6 +20,10 @@ pass=0 fail=0 skip=0 broken=0 bench=0
 for bin in "$payload"/tests/*.test; do
 	[ -x "$bin" ] || continue
 	name=$(basename "$bin" .test)
+	# DMSIZE_BINARIES (names, e.g. "dm graphdriver") narrows the run to those test binaries.
+	if [ -n "${DMSIZE_BINARIES:-}" ] && [[ " $DMSIZE_BINARIES " != *" $name "* ]]; then
+		continue
+	fi
 	echo "=== binary $name"
 	args=(-test.v -test.timeout "${DMSIZE_TEST_TIMEOUT:-75m}")
 	[ -n "${DMSIZE_RUN:-}" ] && args+=(-test.run "$DMSIZE_RUN")
