@@ -9,6 +9,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/dmsize/dmsize/driver/size"
 )
 
 // flakyPool is the fake kernel with failures its own failAt does not inject: a transaction
@@ -209,6 +211,10 @@ func TestRecordWriteFailures(t *testing.T) {
 	}
 	_, err := v.Mount("a", "m")
 	wantErr(t, "mount", err, "volume a: writing its record")
+	// dockerd takes the mount as failed and sends no unmount: the volume is not left mounted.
+	if _, mounted := k.mounted[v.Path("a")]; mounted {
+		t.Fatal("a mount whose ID could not be recorded left the volume mounted")
+	}
 	os.Remove(recs)
 	os.Rename(moved, recs)
 
@@ -325,8 +331,8 @@ func TestMountFailures(t *testing.T) {
 	k.failAt = "activate"
 	_, err = v.Mount("v", "m1")
 	wantErr(t, "mount", err, "volume v: mounting: injected activate failure")
-	// The mount ID is recorded first (its unmount forgets it).
-	if r, _ := v.Get("v"); len(r.Mounts) != 1 {
+	// A mount that failed keeps no mount ID (dockerd sends no unmount for it).
+	if r, _ := v.Get("v"); len(r.Mounts) != 0 {
 		t.Fatalf("mount IDs %v", r.Mounts)
 	}
 	if err := v.Unmount("v", "m1"); err != nil {
@@ -353,12 +359,12 @@ func TestMountFailures(t *testing.T) {
 	}
 }
 
-// A grow that fails on its device or its filesystem names the volume, and the next start
-// finishes it at the recorded size.
+// A grow that fails on its device or its filesystem names the volume and the size it keeps,
+// and the next start finishes it.
 func TestGrowFailures(t *testing.T) {
 	for _, c := range []struct{ op, want string }{
-		{"activate", "volume v: growing its device: injected activate failure"},
-		{"growfs", "volume v: growing its filesystem (the next start retries): injected growfs failure"},
+		{"activate", "volume v: growing its device to 3GiB (the next start retries): injected activate failure; so does this grow asked again, and the volume stays 2GiB meanwhile"},
+		{"growfs", "volume v: growing its filesystem (the next start retries): injected growfs failure; so does this grow asked again, and the volume stays 2GiB meanwhile"},
 	} {
 		t.Run(c.op, func(t *testing.T) {
 			dir, k := t.TempDir(), newKernel()
@@ -453,4 +459,164 @@ func TestRecordsErrors(t *testing.T) {
 	if _, err := Open(testConfig(file), newKernel(), newKernel(), quiet(), nil); err == nil {
 		t.Fatal("Open under a file")
 	}
+}
+
+// A create rolled back (a crash right after its intent, or a failed step) removes no thin
+// device it did not make: here thin id 1 is in the pool with no record (a state directory
+// restored from a backup), and is the id the create reserves first.
+func TestCreateRollbackKeepsDeviceNotItsOwn(t *testing.T) {
+	eachPoolKind(t, func(t *testing.T, poolOf func(*fakeKernel) Pool) {
+		dir, k := t.TempDir(), newKernel()
+		k.thins[1] = true
+		v := openPool(t, dir, poolOf(k), k, func(s string) {
+			if s == StepCreateIntent {
+				panic(crash(s))
+			}
+		})
+		func() {
+			defer func() { recover() }()
+			v.Create("v", nil)
+		}()
+		v = openPool(t, dir, poolOf(k), k, nil)
+		if !k.thins[1] {
+			t.Fatal("the start's rollback of the create deleted thin id 1, which the create never made")
+		}
+		if _, ok := v.Get("v"); ok {
+			t.Fatal("the interrupted create is a volume")
+		}
+		// A failed create step after the intent removes it neither.
+		k.failAt = "create_thin"
+		wantErr(t, "create", v.Create("v", nil), "injected create_thin failure")
+		if !k.thins[1] {
+			t.Fatal("a failed create deleted thin id 1, which it never made")
+		}
+		// The next create skips it, and rolls back what it made itself.
+		k.failAt = "mkfs"
+		wantErr(t, "create", v.Create("v", nil), "injected mkfs failure")
+		if !k.thins[1] || len(k.thins) != 1 {
+			t.Fatalf("after a failed mkfs: thins %v", k.thins)
+		}
+		if err := v.Create("v", nil); err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := v.Get("v"); r.ThinID != 2 || !k.thins[1] {
+			t.Fatalf("thin id %d, pool %v", r.ThinID, k.thins)
+		}
+	})
+}
+
+// A grow whose device or filesystem step failed is done by the same grow asked again (it
+// says grown, from the size before), not reported unchanged with the volume half grown.
+func TestGrowRetriedAfterFailure(t *testing.T) {
+	for _, op := range []string{"activate", "growfs"} {
+		t.Run(op, func(t *testing.T) {
+			k := newKernel()
+			v := open(t, t.TempDir(), k, nil)
+			v.Create("v", map[string]string{"size": "2G"})
+			v.Mount("v", "m")
+			k.failAt = op
+			if _, err := v.Grow("v", 3*G); err == nil {
+				t.Fatal("no error")
+			}
+			before, err := v.Grow("v", 3*G)
+			if err != nil || before != 2*G {
+				t.Fatalf("the grow repeated: before %s, %v; want before 2GiB (grown, not unchanged)", size.Format(before), err)
+			}
+			if d, f := k.active["dmsize-vol-1"], k.fsSize["/dev/mapper/dmsize-vol-1"]; d != 3*G || f != 3*G {
+				t.Fatalf("after the grow repeated: device %s, filesystem %s", size.Format(d), size.Format(f))
+			}
+			check(t, v, k)
+		})
+	}
+}
+
+// A grow the pool refuses (lvextend: no room) leaves a volume that still mounts, before and
+// after a restart, at the size it has; the grow asked again once the pool allows it does it.
+func TestGrowRefusedByPoolKeepsVolumeUsable(t *testing.T) {
+	eachPoolKind(t, func(t *testing.T, poolOf func(*fakeKernel) Pool) {
+		dir, k := t.TempDir(), newKernel()
+		v := openPool(t, dir, poolOf(k), k, nil)
+		v.Create("v", map[string]string{"size": "2G"})
+		if _, err := v.Mount("v", "m1"); err != nil {
+			t.Fatal(err)
+		}
+		k.noGrow = true
+		if _, err := v.Grow("v", 3*G); err == nil {
+			t.Fatal("a refused grow succeeded")
+		}
+		if _, err := v.Mount("v", "m2"); err != nil {
+			t.Fatalf("a mount after the refused grow: %v", err)
+		}
+		v.Unmount("v", "m1")
+		v.Unmount("v", "m2")
+		v = openPool(t, dir, poolOf(k), k, nil)
+		if _, err := v.Mount("v", "m3"); err != nil {
+			t.Fatalf("a mount after the refused grow and a restart: %v", err)
+		}
+		if r, _ := v.Get("v"); r.Size != 2*G {
+			t.Fatalf("record size %s, want the 2GiB the volume has", size.Format(r.Size))
+		}
+		k.noGrow = false
+		if before, err := v.Grow("v", 3*G); err != nil || before != 2*G {
+			t.Fatalf("the grow asked again: before %s, %v", size.Format(before), err)
+		}
+		check(t, v, k)
+		if k.fsSize["/dev/mapper/dmsize-vol-1"] != 3*G {
+			t.Fatalf("filesystem %d", k.fsSize["/dev/mapper/dmsize-vol-1"])
+		}
+	})
+}
+
+// A mount that fails records no mount ID (dockerd never unmounts a mount that failed): the
+// last real unmount unmounts the volume.
+func TestFailedMountKeepsNoID(t *testing.T) {
+	k := newKernel()
+	dir := t.TempDir()
+	v := open(t, dir, k, nil)
+	v.Create("v", nil)
+	k.failAt = "activate"
+	if _, err := v.Mount("v", "failed1"); err == nil {
+		t.Fatal("no error")
+	}
+	k.fsType["/dev/mapper/dmsize-vol-1"] = "xfs"
+	if _, err := v.Mount("v", "failed2"); err == nil {
+		t.Fatal("no error")
+	}
+	k.fsType["/dev/mapper/dmsize-vol-1"] = "ext4"
+	if r, _ := v.Get("v"); len(r.Mounts) != 0 {
+		t.Fatalf("mount IDs after failed mounts: %v", r.Mounts)
+	}
+	if _, err := v.Mount("v", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	v.Unmount("v", "ok")
+	if _, mounted := k.mounted[v.Path("v")]; mounted {
+		t.Fatal("the last real unmount left the volume mounted")
+	}
+	check(t, v, k)
+}
+
+// A create record written before records said Made (an older dmsize), cut by a crash after
+// its transaction id step: the id having moved says the create made its thin device, which
+// the start deletes.
+func TestRollbackOldCreateRecordByTransactionID(t *testing.T) {
+	dir, k := t.TempDir(), newKernel()
+	v := open(t, dir, k, nil)
+	v.Create("a", nil)
+	if err := v.store.put(Record{Name: "b", ThinID: 2, Size: G, FS: "ext4", State: Creating, Txn: 2}); err != nil {
+		t.Fatal(err)
+	}
+	k.thins[2], k.tid = true, 2
+	v = open(t, dir, k, nil)
+	if _, ok := v.Get("b"); ok || k.thins[2] {
+		t.Fatalf("the interrupted create: record kept %v, thin 2 kept %v", ok, k.thins[2])
+	}
+	check(t, v, k)
+}
+
+// eachPoolKind runs f on the fake kernel as dmsize's own pool (transactional) and as an LVM
+// pool (not).
+func eachPoolKind(t *testing.T, f func(t *testing.T, poolOf func(*fakeKernel) Pool)) {
+	t.Run("own", func(t *testing.T) { f(t, func(k *fakeKernel) Pool { return k }) })
+	t.Run("lvm", func(t *testing.T) { f(t, func(k *fakeKernel) Pool { return lvmKernel{k} }) })
 }

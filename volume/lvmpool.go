@@ -22,8 +22,9 @@ const LVMTag = "dmsize-volume"
 // grown and removed with the host's lvm. LVM owns the pool's device ids and transaction id
 // (lvm2 refuses a pool whose kernel transaction id it did not set), so dmsize never sends this
 // pool a message, and grows an LV with lvextend, not a table reload LVM would undo at the next
-// activation. It is not Transactional: lvm commits each change itself, and an interrupted
-// create or removal is settled by whether the LV exists.
+// activation. It is not Transactional: lvm commits each change itself; an interrupted removal
+// is settled by whether the LV exists, an interrupted create by whether its record says it
+// made the LV (an LV of that name it did not make is never removed).
 type LVMPool struct {
 	VG, LV string // the pool LV
 	run    lvm.Runner

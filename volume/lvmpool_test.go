@@ -351,3 +351,53 @@ func TestLVMPoolErrors(t *testing.T) {
 		t.Fatalf("ParseLVMPool = %q %q %v", vg, lv, err)
 	}
 }
+
+// The same on LVMPool: a dmsize-tagged dmsize-vol-1 with no record survives a create whose
+// lvs fails once inside CreateThin, and one cut by a crash after its intent.
+func TestLVMCreateRollbackKeepsRestoredLV(t *testing.T) {
+	h := newLVHost()
+	noNodes(t, nil)
+	p, err := OpenLVMPool(h, "docker", "volumes", h.run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.lvs["dmsize-vol-1"] = LVMTag + "|volumes"
+	lvsFails := 0
+	p.run = func(args ...string) (string, error) {
+		if args[0] == "lvs" && lvsFails > 0 {
+			lvsFails--
+			return "", errors.New("lvs: transient failure")
+		}
+		return h.run(args...)
+	}
+	dir, k := t.TempDir(), newKernel()
+	cfg := testConfig(dir)
+	cfg.Pool = "docker/volumes"
+	v, err := Open(cfg, p, k, quiet(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lvsFails = 1
+	wantErr(t, "create", v.Create("v", nil), "lvs: transient failure")
+	if _, ok := h.lvs["dmsize-vol-1"]; !ok {
+		t.Fatal("a create whose lvs failed once removed dmsize-vol-1, which it never made")
+	}
+	v, err = Open(cfg, p, k, quiet(), func(s string) {
+		if s == StepCreateIntent {
+			panic(crash(s))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() { recover() }()
+		v.Create("v", nil)
+	}()
+	if _, err := Open(cfg, p, k, quiet(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.lvs["dmsize-vol-1"]; !ok {
+		t.Fatal("the start's rollback of a create cut after its intent removed dmsize-vol-1, which it never made")
+	}
+}

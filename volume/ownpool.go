@@ -16,6 +16,7 @@ import (
 	"github.com/dmsize/dmsize/driver/loop"
 	"github.com/dmsize/dmsize/driver/size"
 	"github.com/dmsize/dmsize/driver/thin"
+	"github.com/dmsize/dmsize/internal/atomicfile"
 )
 
 // PoolName is the device-mapper name of the volume pool.
@@ -55,8 +56,9 @@ var _ poolControl = (*dm.Control)(nil)
 var attachLoop = loop.Attach
 
 // OpenPool finds the volume pool, or assembles it from its files, creating them on first use.
-// Each step is safe to repeat: a crash leaves files (kept), loop devices (autoclear: gone with
-// the process) or a pool device without a table (removed and made again).
+// Each step is safe to repeat: a crash leaves files (whole, kept; a temp file or an empty one:
+// made again), loop devices (autoclear: gone with the process) or a pool device without a
+// table (removed and made again).
 func OpenPool(ctl *dm.Control, dir string, dataSize int64) (*OwnPool, error) {
 	return openOwnPool(ctl, dir, dataSize)
 }
@@ -135,27 +137,37 @@ func (p *OwnPool) assemble() error {
 }
 
 // sparse creates file path of size bytes (sparse) if it does not exist, and returns its size.
+// It is made under a temp name, sized, synced and renamed into place, the directory synced
+// after: a crash leaves it whole or absent (the temp file is made again). An empty file is
+// one a crash left (an older dmsize made it in place, created then truncated): made again.
 func sparse(path string, bytes int64) (int64, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		fi, err := os.Stat(path)
-		if err != nil {
-			return 0, err
-		}
+	fi, err := os.Stat(path)
+	if err == nil && fi.Size() > 0 {
 		return fi.Size(), nil
 	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return 0, err
+	}
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".new")
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	if err := f.Truncate(bytes); err != nil {
-		os.Remove(path)
+	err = f.Truncate(bytes)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return 0, err
 	}
-	if err := f.Sync(); err != nil {
-		return 0, err
-	}
-	return bytes, nil
+	return bytes, atomicfile.SyncDir(filepath.Dir(path))
 }
 
 // TransactionID reads the pool's status.
@@ -225,13 +237,18 @@ func (p *OwnPool) SetTransactionID(old, new uint64) error {
 	return p.ctl.OwnPoolMessage(PoolName, dm.SetTransactionID(old, new))
 }
 
-// Activate makes r's thin device active at r.Size, growing it if it is smaller.
+// Activate makes r's thin device active at r.Size, growing it if it is smaller; one that is
+// larger (a grow whose filesystem step has not run yet) is left as it is.
 func (p *OwnPool) Activate(r Record) (string, error) {
 	name := r.Device()
 	info, err := p.ctl.Info(name)
 	switch {
 	case err == nil && info.LiveTable:
-		if _, err := thin.GrowDevice(p.ctl, name, p.pool, r.Size); err != nil {
+		_, sectors, err := thin.CheckDevice(p.ctl, name, p.pool)
+		if err == nil && int64(sectors)*size.Sector < r.Size {
+			_, err = thin.GrowDevice(p.ctl, name, p.pool, r.Size)
+		}
+		if err != nil {
 			return "", err
 		}
 		return dm.Node(name), nil

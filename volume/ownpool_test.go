@@ -593,7 +593,7 @@ func TestLazyPool(t *testing.T) {
 // device-mapper, through LazyPool as the plugin uses it.
 func TestCrashAfterEachStepOwnPool(t *testing.T) {
 	steps := []string{StepCreateIntent, StepThinCreated, StepTxnSet, StepPoolRecorded, StepFilesystem,
-		StepMountRecorded, StepGrowIntent, StepDeviceGrown, StepRemoveIntent, StepThinDeleted, StepRemoveTxnSet, StepRemovePoolNote}
+		StepMounted, StepMountRecorded, StepGrowIntent, StepDeviceGrown, StepFilesystemGrown, StepRemoveIntent, StepThinDeleted, StepRemoveTxnSet, StepRemovePoolNote}
 	fakeLoops(t, newKernel())
 	dms := map[*fakeKernel]*fakeDM{}
 	dirs := map[*fakeKernel]string{}
@@ -607,4 +607,45 @@ func TestCrashAfterEachStepOwnPool(t *testing.T) {
 		}
 		return l
 	})
+}
+
+// A crash between the exclusive create of a pool file and its truncate left it empty; the
+// start makes it again (a temp file left by a crash is no file either).
+func TestOwnPoolEmptyFileRemade(t *testing.T) {
+	_, d, _ := fakeHost(t)
+	dir := t.TempDir()
+	pd := filepath.Join(dir, "pool")
+	os.MkdirAll(pd, 0o700)
+	os.WriteFile(filepath.Join(pd, "data"), nil, 0o600)
+	p, err := openOwnPool(d, dir, 10*G)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := fileSize(t, p.DataFile); s != 10*G {
+		t.Fatalf("data file of %d bytes after a start found it empty", s)
+	}
+	// The metadata file empty (a crash while it was made), the data file whole.
+	os.WriteFile(p.MetaFile, nil, 0o600)
+	delete(d.devs, PoolName)
+	if _, err := openOwnPool(d, dir, 10*G); err != nil {
+		t.Fatal(err)
+	}
+	if s := fileSize(t, p.MetaFile); s != metaSize(10*G) {
+		t.Fatalf("metadata file of %d bytes after a start found it empty", s)
+	}
+}
+
+// OwnPool.Activate gives a device of the record's size or larger: a device already larger
+// (a grow whose filesystem step failed) is not an error.
+func TestOwnPoolActivateLarger(t *testing.T) {
+	p, _, k := ownPool(t)
+	r := Record{Name: "v", ThinID: 3, Size: 3 * G}
+	p.CreateThin(r)
+	if _, err := p.Activate(r); err != nil {
+		t.Fatal(err)
+	}
+	r.Size = 2 * G
+	if _, err := p.Activate(r); err != nil || k.active["dmsize-vol-3"] != 3*G {
+		t.Fatalf("Activate at 2GiB of a 3GiB device: %v, %d bytes", err, k.active["dmsize-vol-3"])
+	}
 }

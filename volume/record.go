@@ -18,11 +18,13 @@ import (
 type State string
 
 const (
-	// Creating: the thin id is reserved in the record; the pool may or may not have it yet.
-	// Start-up rolls it back: a create dockerd got no answer to is not a volume.
+	// Creating: the thin id is reserved in the record; the pool may or may not have it yet,
+	// and if it has it, the device is the create's only if Made says so. Start-up rolls it
+	// back: a create dockerd got no answer to is not a volume.
 	Creating State = "creating"
-	// Ready: the thin device exists with a filesystem of the record's Size (or, after a crash
-	// in a grow, smaller: start-up grows it).
+	// Ready: the thin device exists with a filesystem of the record's Size; GrowTo, if set, is
+	// a grow not done yet (start-up and the grow asked again finish it). A record written
+	// before GrowTo existed may say a Size its device does not have yet: start-up grows it.
 	Ready State = "ready"
 	// Removing: the removal was decided; start-up completes it.
 	Removing State = "removing"
@@ -33,12 +35,19 @@ type Record struct {
 	Name    string    `json:"name"`
 	Pool    string    `json:"pool,omitempty"` // the LVM thin pool VG/LV (VOLUME_POOL); "": dmsize's own
 	ThinID  uint32    `json:"thin_id"`
-	Size    int64     `json:"size"` // bytes: the device's table length, and the filesystem's aim
+	Size    int64     `json:"size"` // bytes: the device has at least this, the filesystem this
 	FS      string    `json:"fs"`
 	State   State     `json:"state"`
 	Txn     uint64    `json:"txn"`              // the pool transaction id the step in flight moves to
 	Mounts  []string  `json:"mounts,omitempty"` // the engine's mount IDs using the volume
 	Created time.Time `json:"created"`
+	// Made (Creating only): the thin device at ThinID is this create's, made by it; rolling
+	// the create back deletes it. Until it is set, a device with that id is not the create's
+	// to delete: the pool may have had it before (an id no record names).
+	Made bool `json:"made,omitempty"`
+	// GrowTo (Ready only): the size a grow in progress, interrupted or failed aims at; Size is
+	// still what the device and the filesystem are known to have, and what activation asks.
+	GrowTo int64 `json:"grow_to,omitempty"`
 }
 
 // Device is the volume's device-mapper name in dmsize's own pool, and its LV name in an LVM

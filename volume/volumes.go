@@ -34,8 +34,8 @@ type Pool interface {
 // Transactional is a pool whose transaction id is dmsize's (its own pool, to which it sends
 // the create and delete messages itself): each change moves the id by one, recorded in
 // pool.json, so that a start can tell whether an interrupted change reached the pool. An LVM
-// pool is not one: LVM owns that pool's id and commits its own changes; there a change
-// happened iff the LV exists.
+// pool is not one: LVM owns that pool's id and commits its own changes; there a removal
+// happened iff the LV is gone, and a create's LV is its own iff its record says it made it.
 type Transactional interface {
 	// TransactionID is the pool's transaction id as the kernel has it.
 	TransactionID() (uint64, error)
@@ -83,6 +83,7 @@ const (
 	StepTxnSet         = "volume-txn-set"
 	StepPoolRecorded   = "volume-pool-recorded"
 	StepFilesystem     = "volume-filesystem"
+	StepMounted        = "volume-mounted"
 	StepMountRecorded  = "volume-mount-recorded"
 	StepRemoveIntent   = "volume-remove-intent"
 	StepThinDeleted    = "volume-thin-deleted"
@@ -93,6 +94,8 @@ const (
 	// After a start's record of a volume without the mount IDs of containers that are gone,
 	// before its unmount.
 	StepMountsForgotten = "volume-mounts-forgotten"
+	// After a grow's filesystem step, before the record that says the grow is done.
+	StepFilesystemGrown = "volume-filesystem-grown"
 )
 
 // Volumes is the set of volumes and every operation on them. One mutex serializes them: pool
@@ -165,7 +168,8 @@ func (v *Volumes) step(name string) {
 // repair settles the operations a crash interrupted; k is the kernel's transaction id, v.tid
 // the committed one. Each operation in flight carries Txn = v.tid+1; its transaction-id step
 // happened iff k == Txn. A pool whose id is not dmsize's needs no such check: rolling back a
-// create and finishing a removal both delete the thin device if it exists.
+// create deletes the thin device if the record says the create made it, finishing a removal
+// deletes it if it exists.
 func (v *Volumes) repair(k uint64) {
 	var inflight []Record
 	for _, n := range sortedNames(v.recs) {
@@ -232,9 +236,18 @@ func countTxn(rs []Record, txn uint64) int {
 	return n
 }
 
-// ready activates r at its size, finishes an interrupted grow, and mounts it if the engine
-// holds mount IDs on it, or unmounts it if none.
+// ready finishes r's grow if one is pending, activates r at its size, and mounts it if the
+// engine holds mount IDs on it, or unmounts it if none. A grow that cannot be finished (the
+// pool refuses the device's growth) leaves the volume at the size it has, usable.
 func (v *Volumes) ready(r Record) error {
+	if r.GrowTo > 0 {
+		log := v.log.WithFields(logrus.Fields{"volume": r.Name, "from": r.Size, "to": r.GrowTo})
+		if err := v.finishGrow(&r); err != nil {
+			log.WithError(err).Errorf("volumes: finishing the grow of %s failed; it stays at %s, and the grow asked again retries it", r.Name, size.Format(r.Size))
+		} else {
+			log.Infof("volumes: finished a grow of %s to %s that a crash or a failure interrupted", r.Name, size.Format(r.Size))
+		}
+	}
 	dev, err := v.pool.Activate(r)
 	if err != nil {
 		return err
@@ -356,6 +369,15 @@ func (v *Volumes) Create(name string, opts map[string]string) error {
 	if err != nil {
 		return fail(err)
 	}
+	// Recorded before anything else: a rollback deletes only a device the record says this
+	// create made. A SIGKILL between CreateThin and this write leaves a device the start
+	// cannot tell from one the pool had before (no record names either), so it leaves it: an
+	// empty thin device, never activated, that later creates skip (ErrExists). Leaking it is
+	// the price of never deleting what might be someone's.
+	r.Made = true
+	if err := v.put(r); err != nil {
+		return fail(err)
+	}
 	v.step(StepThinCreated)
 	if err := v.commitTxn(r.Txn); err != nil {
 		return fail(err)
@@ -368,7 +390,7 @@ func (v *Volumes) Create(name string, opts map[string]string) error {
 		return fail(err)
 	}
 	v.step(StepFilesystem)
-	r.State, r.Txn = Ready, 0
+	r.State, r.Txn, r.Made = Ready, 0, false
 	if err := v.put(r); err != nil {
 		return fail(err)
 	}
@@ -474,28 +496,36 @@ func (v *Volumes) drop(name string) error {
 	return nil
 }
 
-// rollBackCreate undoes a create whose record is r. The thin id may or may not exist; if the
-// create's transaction id step ran, the new id is kept and recorded.
+// rollBackCreate undoes a create whose record is r. Its thin device is deactivated and
+// deleted only if the create made it: r says so (Made), or, in dmsize's own pool, the
+// create's transaction id step ran (k == r.Txn), which follows its create_thin (and Made; a
+// record from before Made existed has only the id to tell). A device with that id otherwise
+// is not the create's (its CreateThin failed, found the id taken, or never ran) and is left
+// as it is, active or not. If the create's transaction id step ran, the new id is kept and
+// recorded.
 func (v *Volumes) rollBackCreate(r Record) error {
 	v.fs.Unmount(v.mountPoint(r.Name))
-	if err := v.pool.Deactivate(r); err != nil {
-		return err
-	}
-	if err := v.pool.DeleteThin(r); err != nil {
-		return err
-	}
-	if v.txn == nil {
-		return v.drop(r.Name)
-	}
-	k, err := v.txn.TransactionID()
-	if err != nil {
-		return err
-	}
-	if r.Txn == v.tid+1 && k == r.Txn {
-		if err := v.store.putPool(poolRecord{TransactionID: k}); err != nil {
+	moved := false
+	if v.txn != nil {
+		k, err := v.txn.TransactionID()
+		if err != nil {
 			return err
 		}
-		v.tid = k
+		moved = r.Txn == v.tid+1 && k == r.Txn
+	}
+	if r.Made || moved {
+		if err := v.pool.Deactivate(r); err != nil {
+			return err
+		}
+		if err := v.pool.DeleteThin(r); err != nil {
+			return err
+		}
+	}
+	if moved {
+		if err := v.store.putPool(poolRecord{TransactionID: r.Txn}); err != nil {
+			return err
+		}
+		v.tid = r.Txn
 	}
 	return v.drop(r.Name)
 }
@@ -592,8 +622,10 @@ func (v *Volumes) Remove(name string, inUse func(string) (bool, error)) error {
 	return nil
 }
 
-// Mount records mount ID id on volume name, then makes sure the volume is mounted, and returns
-// where. The same ID twice counts once (dockerd repeats mounts after its own restart).
+// Mount makes sure volume name is mounted, then records mount ID id on it, and returns where.
+// The same ID twice counts once (dockerd repeats mounts after its own restart). A mount that
+// fails records no ID: dockerd never unmounts a mount that failed, so an ID kept for it would
+// keep the volume mounted after the last real unmount.
 func (v *Volumes) Mount(name, id string) (string, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -607,13 +639,6 @@ func (v *Volumes) Mount(name, id string) (string, error) {
 	if r.Pool != v.cfg.Pool {
 		return "", fmt.Errorf("volume %s is in %s, but the volume pool is now %s: set VOLUME_POOL back to reach it", name, poolLabel(r.Pool), poolLabel(v.cfg.Pool))
 	}
-	if !slices.Contains(r.Mounts, id) {
-		r.Mounts = append(r.Mounts, id)
-		if err := v.put(r); err != nil {
-			return "", err
-		}
-	}
-	v.step(StepMountRecorded)
 	dev, err := v.pool.Activate(r)
 	if err == nil {
 		err = v.ensureMounted(r, dev)
@@ -621,6 +646,23 @@ func (v *Volumes) Mount(name, id string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("volume %s: mounting: %w", name, err)
 	}
+	v.step(StepMounted)
+	// A SIGKILL here leaves the volume mounted without this ID, and dockerd, which got no
+	// answer, sends no unmount for it. With no other ID the next start unmounts the volume
+	// (ready: no mount ID, not mounted); with others it stays mounted for them, and the last
+	// one's unmount unmounts it. A record that cannot be written is the same: no ID, and the
+	// volume unmounted if no other holds it.
+	if !slices.Contains(r.Mounts, id) {
+		alone := len(r.Mounts) == 0
+		r.Mounts = append(r.Mounts, id)
+		if err := v.put(r); err != nil {
+			if alone {
+				v.fs.Unmount(v.mountPoint(name))
+			}
+			return "", err
+		}
+	}
+	v.step(StepMountRecorded)
 	return v.mountPoint(name), nil
 }
 
@@ -710,9 +752,12 @@ func (v *Volumes) forgetMounts(name string, ids []string) bool {
 	return true
 }
 
-// Grow grows volume name to newSize, online if it is mounted. The record holds the new size
-// before the device grows, so that a crash is finished at the next start (which activates
-// the device at the record's size and grows the filesystem to it).
+// Grow grows volume name to newSize, online if it is mounted. The record holds the new size as
+// a pending grow (GrowTo) before the device grows, and takes it as its size once the device
+// and the filesystem have it: a grow a crash or a failure cut short is run again, every step
+// of it, by the same grow asked again and by each start (finishGrow); meanwhile the volume
+// mounts at the size it has. before is the size the volume had (for a grow asked again, the
+// size before the first try): before == newSize is a grow that had nothing to do.
 func (v *Volumes) Grow(name string, newSize int64) (before int64, err error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -736,21 +781,41 @@ func (v *Volumes) Grow(name string, newSize int64) (before int64, err error) {
 		return r.Size, &Refusal{Msg: err.Error()}
 	}
 	before = r.Size
-	r.Size = newSize
-	if err := v.put(r); err != nil {
-		return before, err
+	if r.GrowTo != newSize {
+		r.GrowTo = newSize
+		if err := v.put(r); err != nil {
+			return before, err
+		}
 	}
 	v.step(StepGrowIntent)
-	dev, err := v.pool.Activate(r)
-	if err != nil {
-		return before, fmt.Errorf("volume %s: growing its device: %w", name, err)
-	}
-	v.step(StepDeviceGrown)
-	if err := v.fs.Grow(dev, newSize); err != nil {
-		return before, fmt.Errorf("volume %s: growing its filesystem (the next start retries): %w", name, err)
+	if err := v.finishGrow(&r); err != nil {
+		return before, fmt.Errorf("volume %s: %w; so does this grow asked again, and the volume stays %s meanwhile", name, err, size.Format(before))
 	}
 	v.log.WithFields(logrus.Fields{"volume": name, "from": before, "to": newSize}).Infof("volumes: %s grown %s -> %s", name, size.Format(before), size.Format(newSize))
 	return before, nil
+}
+
+// finishGrow runs r's pending grow to r.GrowTo: the device, the filesystem, then the record
+// (Size = GrowTo, no grow pending). Each step is safe to run again (a device or a filesystem
+// already that large is left as it is), which is how a grow cut short is finished. On a
+// failure r and its record keep their size and the pending grow.
+func (v *Volumes) finishGrow(r *Record) error {
+	g := *r
+	g.Size, g.GrowTo = r.GrowTo, 0
+	dev, err := v.pool.Activate(g)
+	if err != nil {
+		return fmt.Errorf("growing its device to %s (the next start retries): %w", size.Format(g.Size), err)
+	}
+	v.step(StepDeviceGrown)
+	if err := v.fs.Grow(dev, g.Size); err != nil {
+		return fmt.Errorf("growing its filesystem (the next start retries): %w", err)
+	}
+	v.step(StepFilesystemGrown)
+	if err := v.put(g); err != nil {
+		return err
+	}
+	*r = g
+	return nil
 }
 
 // Get returns volume name's record. It answers from the records alone, whatever the pool's

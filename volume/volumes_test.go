@@ -25,6 +25,7 @@ type fakeKernel struct {
 	mounted map[string]string // dir -> device
 	failAt  string            // an operation that fails once ("mkfs", "create_thin", ...)
 	data    int64             // the pool's data bytes (0: not made)
+	noGrow  bool              // Activate refuses to make an active device larger (lvextend refused)
 }
 
 func (k *fakeKernel) DataBytes() (int64, error) { return k.data, nil }
@@ -77,6 +78,9 @@ func (k *fakeKernel) Activate(r Record) (string, error) {
 		return "", fmt.Errorf("thin %d: no such thin id", r.ThinID)
 	}
 	d := r.Device()
+	if have := k.active[d]; k.noGrow && have > 0 && r.Size > have {
+		return "", fmt.Errorf("growing %s from %d to %d: refused", d, have, r.Size)
+	}
 	k.active[d] = max(k.active[d], r.Size)
 	return "/dev/mapper/" + d, nil
 }
@@ -168,8 +172,8 @@ func check(t *testing.T, v *Volumes, k *fakeKernel) {
 	}
 	ids := map[uint32]bool{}
 	for _, r := range v.List() {
-		if r.State != Ready {
-			t.Fatalf("volume %s left %s", r.Name, r.State)
+		if r.State != Ready || r.GrowTo != 0 || r.Made {
+			t.Fatalf("volume %s left %s (grow to %d pending, made %v)", r.Name, r.State, r.GrowTo, r.Made)
 		}
 		ids[r.ThinID] = true
 		dev := "/dev/mapper/" + r.Device()
@@ -306,7 +310,7 @@ func (l lvmKernel) Node(r Record) string              { return l.k.Node(r) }
 // operation, repeated, succeeds.
 func TestCrashAfterEachStep(t *testing.T) {
 	steps := []string{StepCreateIntent, StepThinCreated, StepTxnSet, StepPoolRecorded, StepFilesystem,
-		StepMountRecorded, StepGrowIntent, StepDeviceGrown, StepRemoveIntent, StepThinDeleted, StepRemoveTxnSet, StepRemovePoolNote}
+		StepMounted, StepMountRecorded, StepGrowIntent, StepDeviceGrown, StepFilesystemGrown, StepRemoveIntent, StepThinDeleted, StepRemoveTxnSet, StepRemovePoolNote}
 	crashAfterEachStep(t, steps, func(k *fakeKernel) Pool { return k })
 }
 
@@ -314,7 +318,7 @@ func TestCrashAfterEachStep(t *testing.T) {
 // settles an interrupted create or removal by whether the thin device exists.
 func TestCrashAfterEachStepLVM(t *testing.T) {
 	steps := []string{StepCreateIntent, StepThinCreated, StepFilesystem,
-		StepMountRecorded, StepGrowIntent, StepDeviceGrown, StepRemoveIntent, StepThinDeleted}
+		StepMounted, StepMountRecorded, StepGrowIntent, StepDeviceGrown, StepFilesystemGrown, StepRemoveIntent, StepThinDeleted}
 	crashAfterEachStep(t, steps, func(k *fakeKernel) Pool { return lvmKernel{k} })
 }
 

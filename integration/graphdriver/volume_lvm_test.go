@@ -36,7 +36,8 @@ func lvmVolumes(t *testing.T) map[string]string {
 
 // Volumes in an operator's LVM thin pool (VOLUME_POOL=docker/volumes, the lvm flavor): each
 // is a thin LV made, grown and removed with the host's lvm, which keeps the pool's transaction
-// id; crashes are settled by whether the LV exists; the guard extends the pool with lvextend.
+// id; crashes are settled by the records and whether the LV exists (a create's rollback removes
+// only an LV the create made); the guard extends the pool with lvextend.
 func volumesInLVMPool(t *testing.T, e *harness.Engine) {
 	harness.MustRun(t, "dmesg", "-C") // checkHealthy reads the kernel's log
 	// 512 MiB, no autoextension of LVM's own: the guard is what grows it.
@@ -96,10 +97,29 @@ func volumesInLVMPool(t *testing.T, e *harness.Engine) {
 	}
 	t.Logf("$ docker exec %.12s df -h /v\n%s", w, e.Docker("exec", w, "df", "-h", "/v"))
 
-	// A SIGKILL after the LV was made, and one after the removal's intent: the next start
-	// removes the half-made LV and finishes the removal, by the LV's existence.
-	a := armAndKill(t, e, volume.StepThinCreated)
-	out, err := e.TryDocker("volume", "create", "-d", harness.Plugin, "-o", "size=1G", "crashed")
+	// A dmsize LV no record names (a state directory restored from a backup) at the id the
+	// next create reserves: a SIGKILL right after that create's intent, and the start's
+	// rollback leaves the LV alone (the create never made it); the create repeated skips it.
+	harness.MustRun(t, "lvcreate", "-qq", "--yes", "--thin", "-V", "64M", "-n", "dmsize-vol-2", "--addtag", volume.LVMTag, volumePoolLV)
+	a := armAndKill(t, e, volume.StepCreateIntent)
+	out, err := e.TryDocker("volume", "create", "-d", harness.Plugin, "-o", "size=1G", "restored")
+	crashed(t, e, volume.StepCreateIntent, a)
+	t.Logf("docker volume create across a crash after its intent: %v %s", err, harness.LastLines(out, 1))
+	e.TryDocker("volume", "rm", "restored") // dockerd may have recorded it
+	if lvs := lvmVolumes(t); len(lvs) != 2 || lvs["dmsize-vol-2"] == "" {
+		t.Fatalf("thin LVs after the crashed create was rolled back, want dmsize-vol-1 and the restored dmsize-vol-2: %v", lvs)
+	}
+	e.Docker("volume", "create", "-d", harness.Plugin, "-o", "size=1G", "restored")
+	if lvs := lvmVolumes(t); len(lvs) != 3 || lvs["dmsize-vol-2"] == "" || lvs["dmsize-vol-3"] == "" {
+		t.Fatalf("thin LVs after the create repeated, want it at dmsize-vol-3: %v", lvs)
+	}
+	e.Docker("volume", "rm", "restored")
+	harness.MustRun(t, "lvremove", "-qq", "--yes", "docker/dmsize-vol-2")
+
+	// A SIGKILL after the LV was made (and recorded as the create's), and one after the
+	// removal's intent: the next start removes the half-made LV and finishes the removal.
+	a = armAndKill(t, e, volume.StepThinCreated)
+	out, err = e.TryDocker("volume", "create", "-d", harness.Plugin, "-o", "size=1G", "crashed")
 	crashed(t, e, volume.StepThinCreated, a)
 	t.Logf("docker volume create across a crash after lvcreate: %v %s", err, harness.LastLines(out, 1))
 	e.TryDocker("volume", "rm", "crashed") // dockerd may have recorded it
