@@ -28,6 +28,7 @@ type Backend struct {
 	eng     *engine.Client
 	storage engine.Storage
 	holds   *Holder
+	prov    provisioned
 	// Log gets what Release cannot return (New sets the standard logger).
 	Log logrus.FieldLogger
 }
@@ -53,10 +54,11 @@ type deviceControl interface {
 
 var _ deviceControl = (*dm.Control)(nil)
 
-// Seams for the unit tests, which reach neither the kernel nor /dev/mapper: openPool is
-// thinpool.Open, control gives New's ctl as the backend's deviceControl, ensureNode is
+// Seams for the unit tests, which reach neither the kernel nor /dev/mapper: readDevice is
+// devmeta.Read (Provisioned's, counted), openPool is thinpool.Open, control gives New's ctl as the backend's deviceControl, ensureNode is
 // dm.EnsureNode.
 var (
+	readDevice = devmeta.Read
 	openPool   = thinpool.Open
 	control    = func(ctl *dm.Control) deviceControl { return ctl }
 	ensureNode = dm.EnsureNode
@@ -251,22 +253,17 @@ func (b *Backend) BaseSize() (int64, error) {
 	return d.Size, err
 }
 
-// Provisioned sums the sizes of the pool's devices from their metadata files.
+// Provisioned sums the sizes of the pool's devices from their metadata files, reading again
+// only the files that changed since the last call (provisioned).
 func (b *Backend) Provisioned() (int64, error) {
-	dir := filepath.Join(b.storage.Home(), "metadata")
-	ents, err := os.ReadDir(dir)
+	dir, err := os.Open(filepath.Join(b.storage.Home(), "metadata"))
 	if err != nil {
 		return 0, err
 	}
-	var total int64
-	for _, e := range ents {
-		p, err := devmeta.Path(b.storage.Home(), e.Name())
-		if err != nil {
-			continue // deviceset-metadata, transaction-metadata, temp files
-		}
-		if d, err := devmeta.Read(p); err == nil && !d.Deleted {
-			total += d.Size
-		}
+	defer dir.Close()
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return 0, err
 	}
-	return total, nil
+	return b.prov.sum(b.storage.Home(), int(dir.Fd()), names), nil
 }
