@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -25,25 +27,61 @@ var errTorn = errors.New("the database changed while it was copied")
 // copyAttempts bounds the retries of a torn copy; containerd commits in milliseconds.
 const copyAttempts = 20
 
-// viewCopy runs fn in a read transaction on a consistent copy of the bolt database at path.
-// An absent database is an error wrapping os.ErrNotExist.
-func viewCopy(path string, fn func(*bolt.Tx) error) error {
+// CopiesDir is where dmsize copies containerd's databases: a directory of its own under its
+// state directory, so that a copy a kill (or a failed close) left is found and removed at the
+// next start (copyDir.clear), never left in the plugin's /tmp.
+func CopiesDir(stateDir string) string { return filepath.Join(stateDir, "containerd-copies") }
+
+// copyDir is where one program makes its copies: CopiesDir, each copy named prefix*.db. The
+// plugin and containerd-sync (a host command) have a prefix each, so that neither's start
+// removes a copy the other is reading.
+type copyDir struct{ dir, prefix string }
+
+// pluginCopies is the plugin's copies, syncCopies containerd-sync's.
+func pluginCopies(stateDir string) copyDir { return copyDir{CopiesDir(stateDir), "plugin-"} }
+func syncCopies(stateDir string) copyDir   { return copyDir{CopiesDir(stateDir), "sync-"} }
+
+// clear removes the copies a killed run of the program left: regular files named prefix*.db,
+// and nothing else.
+func (c copyDir) clear() error {
+	ents, err := os.ReadDir(c.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		n := e.Name()
+		if !e.Type().IsRegular() || !strings.HasPrefix(n, c.prefix) || !strings.HasSuffix(n, ".db") {
+			continue
+		}
+		if err := os.Remove(filepath.Join(c.dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// view runs fn in a read transaction on a consistent copy of the bolt database at path. An
+// absent database is an error wrapping os.ErrNotExist.
+func (c copyDir) view(path string, fn func(*bolt.Tx) error) error {
 	var err error
 	for i := 0; i < copyAttempts; i++ {
 		if i > 0 {
 			time.Sleep(time.Duration(i) * 5 * time.Millisecond)
 		}
 		var tmp string
-		tmp, err = copyDB(path)
+		tmp, err = c.copy(path)
 		if errors.Is(err, errTorn) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		err = view(tmp, fn)
-		os.Remove(tmp)
-		return err
+		defer os.Remove(tmp) // whatever fn does
+		return view(tmp, fn)
 	}
 	return fmt.Errorf("%s: %w (%d attempts)", path, err, copyAttempts)
 }
@@ -57,8 +95,8 @@ func view(path string, fn func(*bolt.Tx) error) error {
 	return db.View(fn)
 }
 
-// copyDB copies the database to a temporary file, or fails with errTorn.
-func copyDB(path string) (string, error) {
+// copy copies the database into c, or fails with errTorn; a failed copy leaves no file.
+func (c copyDir) copy(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -68,7 +106,12 @@ func copyDB(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", path, err)
 	}
-	tmp, err := os.CreateTemp("", "dmsize-bolt-*.db")
+	if c.dir != "" {
+		if err := os.MkdirAll(c.dir, 0o700); err != nil {
+			return "", err
+		}
+	}
+	tmp, err := os.CreateTemp(c.dir, c.prefix+"*.db")
 	if err != nil {
 		return "", err
 	}
@@ -91,7 +134,11 @@ func copyDB(path string) (string, error) {
 	if !bytes.Equal(before, after) || !bytes.Equal(before, copied) {
 		return fail(errTorn)
 	}
-	return tmp.Name(), tmp.Close()
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("copying %s: %w", path, err)
+	}
+	return tmp.Name(), nil
 }
 
 // metaPages reads the two meta pages at the start of a bolt file. The page size is in the

@@ -9,7 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// containerd's records, read from copies (viewCopy). Layouts as containerd 1.7 and 2.x write
+// containerd's records, read from copies (copyDir.view). Layouts as containerd 1.7 and 2.x write
 // them (docs/research/containerd-devmapper-snapshotter.md):
 //
 //   - containerd's metadata, <containerd root>/io.containerd.metadata.v1.bolt/meta.db:
@@ -58,18 +58,19 @@ func bucket(tx *bolt.Tx, path ...string) *bolt.Bucket {
 
 // Records reads containerd's records of one devmapper snapshotter.
 type Records struct {
-	MetaDB      string // containerd's metadata database (MetaDB)
-	Root        string // the snapshotter's root_path, as dmsize sees it
-	Pool        string // its pool_name
-	Namespace   string // "moby" for dockerd
-	Snapshotter string // the snapshotter's name in containerd: "devmapper"
+	MetaDB      string  // containerd's metadata database (MetaDB)
+	Root        string  // the snapshotter's root_path, as dmsize sees it
+	Pool        string  // its pool_name
+	Namespace   string  // "moby" for dockerd
+	Snapshotter string  // the snapshotter's name in containerd: "devmapper"
+	copies      copyDir // where the databases are copied to (pluginCopies, syncCopies)
 }
 
 // Device is the name of the thin device of the snapshot key (a container ID for dockerd); ""
 // and no error when containerd has no such snapshot.
 func (r Records) Device(key string) (string, error) {
 	var backendKey string
-	err := viewCopy(r.MetaDB, func(tx *bolt.Tx) error {
+	err := r.copies.view(r.MetaDB, func(tx *bolt.Tx) error {
 		if b := bucket(tx, "v1", r.Namespace, "snapshots", r.Snapshotter, key); b != nil {
 			backendKey = string(b.Get([]byte("name")))
 		}
@@ -79,7 +80,7 @@ func (r Records) Device(key string) (string, error) {
 		return "", err
 	}
 	var id uint64
-	err = viewCopy(filepath.Join(r.Root, "metadata.db"), func(tx *bolt.Tx) error {
+	err = r.copies.view(filepath.Join(r.Root, "metadata.db"), func(tx *bolt.Tx) error {
 		b := bucket(tx, "v1", "snapshots", backendKey)
 		if b == nil {
 			return nil
@@ -103,7 +104,7 @@ func (r Records) PoolDB() string { return filepath.Join(r.Root, r.Pool+".db") }
 // Devices reads every device record of the pool.
 func (r Records) Devices() (map[string]DeviceInfo, error) {
 	out := map[string]DeviceInfo{}
-	err := viewCopy(r.PoolDB(), func(tx *bolt.Tx) error {
+	err := r.copies.view(r.PoolDB(), func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte("devices"))
 		if b == nil {
 			return nil

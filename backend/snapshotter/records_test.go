@@ -43,12 +43,33 @@ func openDB(t *testing.T, path string) *bolt.DB {
 	return db
 }
 
+// ctrd is containerd's records as fakeContainerd laid them out, held open as containerd does.
+type ctrd struct {
+	Records
+	dbs []*bolt.DB
+}
+
+// stop lets go of the databases, as a stopped containerd.
+func (c ctrd) stop() {
+	for _, db := range c.dbs {
+		db.Close()
+	}
+}
+
+// set replaces one of the package's seams until the test ends.
+func set[T any](t *testing.T, seam *T, v T) {
+	t.Helper()
+	old := *seam
+	*seam = v
+	t.Cleanup(func() { *seam = old })
+}
+
 // fakeContainerd lays out containerd's three databases as containerd 1.7 writes them, with
 // one container (key cid) on snapshot 7 of pool "pool", and keeps them open and locked, as
 // containerd does.
-func fakeContainerd(t *testing.T) Records {
+func fakeContainerd(t *testing.T) ctrd {
 	dir := t.TempDir()
-	r := Records{MetaDB: MetaDB(dir), Root: DefaultRoot(dir), Pool: "pool", Namespace: "moby", Snapshotter: "devmapper"}
+	r := Records{MetaDB: MetaDB(dir), Root: DefaultRoot(dir), Pool: "pool", Namespace: "moby", Snapshotter: "devmapper", copies: pluginCopies(t.TempDir())}
 	for _, d := range []string{filepath.Dir(r.MetaDB), r.Root} {
 		if err := mkdir(d); err != nil {
 			t.Fatal(err)
@@ -68,7 +89,7 @@ func fakeContainerd(t *testing.T) Records {
 		b, _ := json.Marshal(d)
 		put(t, pool, b, "devices", d.Name)
 	}
-	return r
+	return ctrd{r, []*bolt.DB{meta, snaps, pool}}
 }
 
 func mkdir(dir string) error { return os.MkdirAll(dir, 0o700) }
@@ -131,7 +152,7 @@ func TestViewCopyWhileCommitting(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 100; i++ {
-		err := viewCopy(path, func(tx *bolt.Tx) error {
+		err := pluginCopies(t.TempDir()).view(path, func(tx *bolt.Tx) error {
 			x, y := tx.Bucket([]byte("b")).Get([]byte("x")), tx.Bucket([]byte("c")).Get([]byte("y"))
 			if string(x) != string(y) {
 				return fmt.Errorf("torn read: x=%s y=%s", x, y)

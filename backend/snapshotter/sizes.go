@@ -129,6 +129,9 @@ func (s sizeStore) all() ([]Size, []error) {
 // that is absent, inactive, of another thin id or already at its size is left alone; its
 // filesystem is never touched (it already has the size). It returns how many it grew.
 func Repair(ctl *dm.Control, stateDir string, log logrus.FieldLogger) int {
+	if err := pluginCopies(stateDir).clear(); err != nil {
+		log.WithError(err).Warn("snapshotter: removing the copies of containerd's databases a previous run left")
+	}
 	sizes, errs := sizeStore{SizesDir(stateDir)}.all()
 	for _, err := range errs {
 		log.WithError(err).Error("snapshotter: skipping a size record")

@@ -20,12 +20,17 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/dmsize/dmsize/backend/thinpool"
 	"github.com/dmsize/dmsize/driver/dm"
 	"github.com/dmsize/dmsize/driver/thin"
 	"github.com/dmsize/dmsize/engine"
 	"github.com/dmsize/dmsize/sizer"
 )
+
+// openPool is thinpool.Open; the unit tests replace it, since a *dm.Control reaches the kernel.
+var openPool = thinpool.Open
 
 // Engine is what the backend asks the container engine.
 type Engine interface {
@@ -39,8 +44,11 @@ type Config struct {
 	ContainerdRoot string
 	// Root is the snapshotter's root_path; "" for containerd's default under ContainerdRoot.
 	Root string
-	// StateDir is dmsize's state directory (the sizes it gave, SizesDir).
+	// StateDir is dmsize's state directory (the sizes it gave, SizesDir; the copies of
+	// containerd's databases, CopiesDir).
 	StateDir string
+	// Log gets what New finds and does not return; the standard logger when nil.
+	Log logrus.FieldLogger
 }
 
 // DefaultRoot is the devmapper snapshotter's root_path when its configuration names none.
@@ -56,6 +64,7 @@ type Backend struct {
 	snapshotter string // the engine's storage driver: containerd's name of the snapshotter
 	records     Records
 	sizes       sizeStore
+	log         logrus.FieldLogger
 
 	mu      sync.Mutex
 	devices map[string]string // container ID -> its device: a snapshot's device never changes
@@ -81,15 +90,24 @@ func New(eng Engine, ctl *dm.Control, st engine.Storage, cfg Config) (*Backend, 
 	if err != nil {
 		return nil, err
 	}
-	p, err := thinpool.Open(ctl, pool)
+	p, err := openPool(ctl, pool)
 	if err != nil {
 		return nil, fmt.Errorf("containerd's devmapper snapshotter: %w", err)
 	}
+	log := cfg.Log
+	if log == nil {
+		log = logrus.StandardLogger()
+	}
+	copies := pluginCopies(cfg.StateDir)
+	if err := copies.clear(); err != nil {
+		log.WithError(err).Warn("snapshotter: removing the copies of containerd's databases a previous run left")
+	}
 	b := &Backend{
 		Pool: p, eng: eng, snapshotter: st.Snapshotter,
-		records: Records{MetaDB: MetaDB(cfg.ContainerdRoot), Root: root, Pool: pool, Namespace: "moby", Snapshotter: st.Snapshotter},
+		records: Records{MetaDB: MetaDB(cfg.ContainerdRoot), Root: root, Pool: pool, Namespace: "moby", Snapshotter: st.Snapshotter, copies: copies},
 		sizes:   sizeStore{SizesDir(cfg.StateDir)},
 		devices: map[string]string{},
+		log:     log,
 	}
 	if _, err := os.Stat(b.records.MetaDB); err != nil {
 		return nil, fmt.Errorf("containerd's metadata (is containerd's root mounted in the plugin?): %w", err)

@@ -34,11 +34,13 @@ func Sync(root, stateDir string, timeout time.Duration) (pool string, out []Sync
 	if err != nil {
 		return "", nil, err
 	}
+	// What a killed run left; a directory that cannot be cleared fails the copies themselves.
+	syncCopies(stateDir).clear()
 	sizes, errs := sizeStore{SizesDir(stateDir)}.all()
 	if len(errs) > 0 {
 		return pool, nil, errors.Join(errs...)
 	}
-	r := Records{Root: root, Pool: pool}
+	r := Records{Root: root, Pool: pool, copies: syncCopies(stateDir)}
 	db, err := bolt.Open(r.PoolDB(), 0o600, &bolt.Options{Timeout: timeout})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return pool, nil, fmt.Errorf("%s: %w", r.PoolDB(), ErrContainerdRunning)
