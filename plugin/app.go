@@ -36,8 +36,16 @@ type app struct {
 	volumeGuard atomic.Pointer[guard.Guard]
 	backend     atomic.Pointer[storageBackend]
 	metrics     atomic.Pointer[metrics.Metrics]
-	// base is the engine's base device size, what a new container gets (strict mode).
+	// base is the engine's base device size, what a new container gets (strict mode); 0
+	// while it is unknown (baseSize reads it again).
 	base atomic.Int64
+	// baseMu orders the reads of the base size; baseRead is when the last one was, baseErr
+	// why it failed.
+	baseMu   sync.Mutex
+	baseRead time.Time
+	baseErr  error
+	// deletes are strict mode's DELETEs awaiting their response.
+	deletes inflight
 	// work is the sizer's work in flight; main waits for it at SIGTERM.
 	work sync.WaitGroup
 	// notReady says why there is no sizer, once run gave up (the control API answers it).
@@ -134,11 +142,9 @@ func (a *app) run(ctx context.Context) {
 	m.Sizer(func() float64 { return float64(s.Locks()) }, func() float64 { return float64(s.Queued()) }, func() float64 { return float64(backend.Holds()) })
 	a.metrics.Store(m) // on the control socket from now on (control.PathMetrics)
 	go a.guardVolumePool(ctx, m, a.log)
-	if base, err := backend.BaseSize(); err == nil {
-		a.base.Store(base)
-	} else {
-		log.WithError(err).Info("no base size yet; strict mode checks labels without it")
-	}
+	a.baseMu.Lock()
+	a.readBase(backend, log)
+	a.baseMu.Unlock()
 	a.work.Add(1)
 	go func() {
 		defer a.work.Done()
@@ -149,6 +155,49 @@ func (a *app) run(ctx context.Context) {
 	eng.Follow(ctx, log, s.Reconcile, func(_ context.Context, ev engine.Event) {
 		s.Handle(sizer.Event{Action: ev.Action, ID: ev.ID, Labels: ev.Labels})
 	})
+}
+
+// baseRetry is how often, at most, the base size is read again while it is unknown: on
+// containerd's snapshotter a read copies containerd's bolt database.
+var baseRetry = time.Second
+
+// baseSize is the engine's base device size for strict mode. While it is unknown (containerd's
+// snapshotter on a fresh host: its pool has no device yet), each labelled create reads it again,
+// no more often than baseRetry; the error says why it is not known.
+func (a *app) baseSize() (int64, error) {
+	if base := a.base.Load(); base > 0 {
+		return base, nil
+	}
+	a.baseMu.Lock()
+	defer a.baseMu.Unlock()
+	b := a.backend.Load()
+	if base := a.base.Load(); base > 0 || b == nil || time.Since(a.baseRead) < baseRetry {
+		return base, a.baseErr
+	}
+	a.readBase(*b, a.log)
+	return a.base.Load(), a.baseErr
+}
+
+// readBase reads the base size from the backend and says what strict mode does with what it
+// found. The caller holds baseMu.
+func (a *app) readBase(b storageBackend, log logrus.FieldLogger) {
+	base, err := b.BaseSize()
+	if err == nil && base <= 0 {
+		err = fmt.Errorf("it is %d bytes", base)
+	}
+	first := a.baseRead.IsZero() // the read at the start
+	a.baseRead, a.baseErr = time.Now(), err
+	switch {
+	case err != nil && first && a.cfg.Mode == "strict":
+		log.WithError(err).Warn("cannot read the engine's base device size yet; strict mode denies every create with dm.size until it can, and reads it again at the next one")
+	case err != nil && first:
+		log.WithError(err).Debug("cannot read the engine's base device size yet (only strict mode needs it)")
+	case err == nil:
+		a.base.Store(base)
+		if !first {
+			log.WithField("base", base).Info("read the engine's base device size; strict mode checks dm.size labels from now on")
+		}
+	}
 }
 
 // backendFor sets up the backend of the engine's storage: the devicemapper graph driver, or

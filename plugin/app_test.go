@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -302,5 +303,65 @@ func TestStartGuardWithoutDM(t *testing.T) {
 	}
 	if e := logged(hook, logrus.ErrorLevel, "pool guard: opening device-mapper"); e == nil || e.Data[logrus.ErrorKey] != errNoDM {
 		t.Fatalf("not logged: %v", hook.AllEntries())
+	}
+}
+
+// On containerd's snapshotter a fresh host's pool has no device yet, so the base size cannot
+// be read when dmsize starts. The log says what strict mode does then (it denies every create
+// with dm.size), and the next labelled create reads it again, so that creates are checked as
+// soon as the pool has a device, without a restart of the plugin; no more often than
+// baseRetry.
+func TestBaseSizeReadAgain(t *testing.T) {
+	old := baseRetry
+	baseRetry = 0
+	t.Cleanup(func() { baseRetry = old })
+	l, hook := test.NewNullLogger()
+	docker := newFakeDocker(t)
+	docker.info = devicemapperInfo
+	b := newFakeBackend()
+	b.base, b.baseErr = 0, errors.New("containerd's pool has no device yet")
+	fakeWire(t, b)
+	stubDM(t, 1)
+	a := &app{cfg: config{Mode: "strict", DockerHost: docker.host, StateDir: t.TempDir(), MaxSize: 1 << 40}, log: l}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.run(ctx); close(done) }()
+	defer func() { cancel(); <-done; a.work.Wait() }()
+	eventually(t, "the sizer", func() bool { return a.sizer.Load() != nil })
+	reads := func() int {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.baseReads
+	}
+
+	labelled := createReq(`{"Labels":{"dm.size":"20G"}}`)
+	if r := a.AuthZReq(labelled); r.Allow || r.Msg != "dmsize: cannot check label dm.size=20G: dmsize could not read the engine's base device size: containerd's pool has no device yet" {
+		t.Fatalf("a labelled create without a base size: %+v", r)
+	}
+	if reads() != 2 {
+		t.Fatalf("base size read %d times, want at the start and at the labelled create", reads())
+	}
+	baseRetry = time.Hour
+	if r := a.AuthZReq(labelled); r.Allow || !strings.HasSuffix(r.Msg, "no device yet") || reads() != 2 {
+		t.Fatalf("read again within baseRetry: %+v, read %d times", r, reads())
+	}
+	baseRetry = 0
+	b.mu.Lock()
+	b.base, b.baseErr = 10<<30, nil // containerd made its first device
+	b.mu.Unlock()
+	if r := a.AuthZReq(createReq(`{"Labels":{"app":"web"}}`)); !r.Allow || reads() != 2 {
+		t.Fatalf("a create without dm.size: %+v, base size read %d times", r, reads())
+	}
+	if r := a.AuthZReq(labelled); !r.Allow || reads() != 3 || a.base.Load() != 10<<30 {
+		t.Fatalf("the base size is not read again: %+v, read %d times, base %d", r, reads(), a.base.Load())
+	}
+	if r := a.AuthZReq(labelled); !r.Allow || reads() != 3 {
+		t.Fatalf("a known base size is read again: %+v, read %d times", r, reads())
+	}
+	if e := logged(hook, logrus.WarnLevel, "strict mode denies every create with dm.size until it can"); e == nil || e.Data[logrus.ErrorKey] == nil {
+		t.Fatalf("the start does not say what strict mode does without a base size: %v", hook.AllEntries())
+	}
+	if e := logged(hook, logrus.InfoLevel, "read the engine's base device size"); e == nil || e.Data["base"] != int64(10<<30) {
+		t.Fatalf("the base size read later is not logged: %v", hook.AllEntries())
 	}
 }

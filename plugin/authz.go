@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
+	"path"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/go-plugins-helpers/authorization"
@@ -18,21 +21,99 @@ import (
 // Strict mode (the plugin is also the engine's authorization plugin) fails closed for dm.size:
 // a container create is allowed only if dmsize can see it carries no dm.size label, or if it
 // is set up and its check of the label passes. Every request without dm.size, and every other
-// request, is allowed untouched, at once, whatever dmsize's state. Once a create is allowed,
-// nothing dmsize does afterwards denies it. In events mode the plugin is never asked.
+// request, is allowed untouched, at once, whatever dmsize's state (but a POST whose path cannot
+// be decoded, which the engine refuses itself). A create is what the engine routes to its
+// create handler, however its path is spelled (routePath). Once a create is allowed, nothing
+// dmsize does afterwards denies it. In events mode the plugin is never asked.
 
+// createURI and deleteURI are the engine's two routes strict mode looks at, as its router
+// (gorilla/mux) matches them: on a request's path as routePath gives it, with or without the
+// version prefix /v{version:[0-9.]+}; a container's name is {name:.*}, as the engine has it
+// (a legacy link's name, parent/alias, has a slash). Strict mode never looks at the other
+// container routes (start, restart, update, ...): they are allowed untouched.
 var (
-	createURI = regexp.MustCompile(`^(/v[0-9.]+)?/containers/create(\?|$)`)
-	deleteURI = regexp.MustCompile(`^(/v[0-9.]+)?/containers/([^/?]+)(\?|$)`)
+	createURI = regexp.MustCompile(`^(/v[0-9.]+)?/containers/create$`)
+	deleteURI = regexp.MustCompile(`^(/v[0-9.]+)?/containers/(.+)$`)
 )
+
+// routePath is the path the engine routes a request on, from the raw request target the
+// engine hands an authorization plugin (RequestUri): net/http parses the target with
+// url.ParseRequestURI (an absolute-form http://host/path is accepted), and gorilla/mux matches
+// its decoded URL.Path, so /v1.41/containers/%63reate, /v1.41%2Fcontainers/create and
+// http://docker/containers/create all reach the create handler. mux redirects a path that is
+// not clean instead of routing it; it is cleaned here all the same, as mux cleans it.
+func routePath(requestURI string) (string, error) {
+	u, err := url.ParseRequestURI(requestURI)
+	if err != nil {
+		return "", err
+	}
+	// mux's cleanPath: rooted, path.Clean, and a trailing slash kept (a route without one
+	// does not match it).
+	p := "/" + strings.TrimPrefix(u.Path, "/")
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean, nil
+}
 
 const (
 	// recheckAfter is how long after a DELETE that let go of a device strict mode looks
-	// whether the container is gone.
+	// whether the container is gone, and how long between looks at a running container.
 	recheckAfter = 10 * time.Second
-	// recheckTries bounds the looks while the engine is still removing the container.
+	// recheckTries bounds the looks at a container that runs (the engine may be killing it)
+	// and the looks while the engine does not answer.
 	recheckTries = 6
+	// recheckMax is the longest wait between looks while the engine removes a container.
+	recheckMax = 5 * time.Minute
 )
+
+// looks is what a re-check after a DELETE may still do: when to look next, and how many more
+// looks are left at a running container, and while the engine does not answer.
+type looks struct {
+	wait          time.Duration
+	running, errs int
+}
+
+// firstLooks are a DELETE's: every recheckAfter, recheckTries of each.
+var firstLooks = looks{wait: recheckAfter, running: recheckTries, errs: recheckTries}
+
+// inflight counts, by container ID, the DELETEs that let go of the container's device and
+// whose response has not come: while one is counted, the engine may be killing the container
+// for it. A DELETE that a later authorization plugin denies is never answered: its re-check
+// drops the count.
+type inflight struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// add adds d to container id's count and returns the count (never below 0).
+func (f *inflight) add(id string, d int) int {
+	if f == nil {
+		return 0
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := max(f.n[id]+d, 0)
+	if n == 0 {
+		delete(f.n, id)
+		return 0
+	}
+	if f.n == nil {
+		f.n = map[string]int{}
+	}
+	f.n[id] = n
+	return n
+}
+
+// clear drops container id's count.
+func (f *inflight) clear(id string) {
+	if f != nil {
+		f.mu.Lock()
+		delete(f.n, id)
+		f.mu.Unlock()
+	}
+}
 
 // errNoBody: the engine forwarded no body, so dmsize cannot see the labels.
 var errNoBody = errors.New("cannot see whether this create asks for dm.size: the engine forwarded no body; " +
@@ -56,9 +137,11 @@ func (l liveSizer) Container(ctx context.Context, ref string) (sizer.Container, 
 
 // strict answers one authorization call from a snapshot of the plugin's state.
 type strict struct {
-	sizer    strictSizer // nil until dmsize is set up
-	notReady *string     // why it gave up, once it did
-	base     int64       // the engine's base device size; 0 when unknown
+	sizer    strictSizer           // nil until dmsize is set up
+	notReady *string               // why it gave up, once it did
+	base     int64                 // the engine's base device size; 0 when unknown
+	readBase func() (int64, error) // reads it again while it is unknown (nil: it cannot)
+	deletes  *inflight             // the DELETEs that let go of a device, awaiting their response
 	log      logrus.FieldLogger
 	after    func(time.Duration, func()) // runs a function later (a timer, not a goroutine)
 }
@@ -69,7 +152,7 @@ func (a *app) strict() strict {
 	if s := a.sizer.Load(); s != nil {
 		st.sizer = liveSizer{s}
 	}
-	st.notReady, st.base = a.notReady.Load(), a.base.Load()
+	st.notReady, st.base, st.readBase, st.deletes = a.notReady.Load(), a.base.Load(), a.baseSize, &a.deletes
 	return st
 }
 
@@ -92,13 +175,23 @@ func (a *app) AuthZRes(req authorization.Request) authorization.Response {
 }
 
 func (st strict) request(req authorization.Request) authorization.Response {
-	if req.RequestMethod == http.MethodDelete {
-		if m := deleteURI.FindStringSubmatch(req.RequestURI); m != nil && st.sizer != nil {
+	if req.RequestMethod != http.MethodPost && req.RequestMethod != http.MethodDelete {
+		return allow
+	}
+	p, err := routePath(req.RequestURI)
+	switch {
+	case err != nil && req.RequestMethod == http.MethodPost:
+		// The engine refuses such a request itself (400) before routing it; were one to reach
+		// its handlers, it might be a create.
+		return st.deny(errors.New("cannot see whether this POST is a container create: its path cannot be decoded: "+err.Error()), "")
+	case err != nil:
+		return allow
+	case req.RequestMethod == http.MethodDelete:
+		if m := deleteURI.FindStringSubmatch(p); m != nil && st.sizer != nil {
 			st.releaseForRemoval(m[2])
 		}
 		return allow
-	}
-	if req.RequestMethod != http.MethodPost || !createURI.MatchString(req.RequestURI) {
+	case !createURI.MatchString(p):
 		return allow
 	}
 	label, labelled, err := sizeLabel(req)
@@ -111,10 +204,16 @@ func (st strict) request(req authorization.Request) authorization.Response {
 		return st.deny(errors.New("not active, so it cannot honour dm.size: "+*st.notReady), label)
 	case st.sizer == nil:
 		return st.deny(errors.New("starting, not ready to check dm.size yet; retry in a few seconds"), label)
-	case st.base <= 0:
-		return st.deny(errors.New("cannot check label dm.size="+label+": dmsize could not read the engine's base device size"), label)
 	}
-	err = st.sizer.CheckNew(label, st.base)
+	base, err := st.baseSize()
+	if base <= 0 {
+		why := "dmsize could not read the engine's base device size"
+		if err != nil {
+			why += ": " + err.Error()
+		}
+		return st.deny(errors.New("cannot check label dm.size="+label+": "+why), label)
+	}
+	err = st.sizer.CheckNew(label, base)
 	if err != nil && !sizer.IsRejection(err) {
 		err = errors.New("cannot check label dm.size=" + label + ": " + err.Error() + "; retry")
 	}
@@ -124,11 +223,21 @@ func (st strict) request(req authorization.Request) authorization.Response {
 	return allow
 }
 
+// baseSize is the engine's base device size, read again if it is not known.
+func (st strict) baseSize() (int64, error) {
+	if st.base > 0 || st.readBase == nil {
+		return st.base, nil
+	}
+	return st.readBase()
+}
+
 // sizeLabel reads a create's dm.size label, or says why it cannot be seen.
 func sizeLabel(req authorization.Request) (label string, ok bool, err error) {
 	if len(req.RequestBody) == 0 {
 		if header(req.RequestHeaders, "Content-Length") == "0" {
-			// No body at all: no labels (and the engine refuses a create without a config).
+			// No body at all: no labels (and the engine refuses a create without a config,
+			// "invalid JSON: got EOF"). The engine's net/http drops the Content-Length of a
+			// chunked request, so "0" is a body that is truly empty.
 			return "", false, nil
 		}
 		return "", false, errNoBody
@@ -165,18 +274,17 @@ func (st strict) response(req authorization.Request) authorization.Response {
 	if st.sizer == nil {
 		return allow
 	}
+	p, err := routePath(req.RequestURI)
+	if err != nil {
+		return allow
+	}
 	if req.RequestMethod == http.MethodDelete {
-		if m := deleteURI.FindStringSubmatch(req.RequestURI); m != nil && req.ResponseStatusCode >= 300 {
-			// The removal failed: the container stays, and so must its hold.
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if c, err := st.sizer.Container(ctx, m[2]); err == nil {
-				st.sizer.RemovalFailed(c.ID)
-			}
+		if m := deleteURI.FindStringSubmatch(p); m != nil {
+			st.removed(m[2], req.ResponseStatusCode >= 200 && req.ResponseStatusCode < 300)
 		}
 		return allow
 	}
-	if req.RequestMethod != http.MethodPost || req.ResponseStatusCode != http.StatusCreated || !createURI.MatchString(req.RequestURI) {
+	if req.RequestMethod != http.MethodPost || req.ResponseStatusCode != http.StatusCreated || !createURI.MatchString(p) {
 		return allow
 	}
 	var created struct {
@@ -211,32 +319,78 @@ func (st strict) releaseForRemoval(ref string) {
 		st.log.WithError(err).WithField("container", ref).Warn("letting go of a device before its container's removal; the engine deletes it later")
 	}
 	if id != "" {
-		st.recheck(id, recheckTries)
+		st.deletes.add(id, 1)
+		st.recheck(id, firstLooks)
 	}
 }
 
-// recheck looks, recheckAfter from now, whether container id is gone (its destroy event may
-// come first: then there is nothing left to do). If it is still there, it queues an Ensure on
-// the sizer's workers, as a start event would, and the sizer's repair puts the hold back.
-// While the engine is still removing it, it looks again, up to tries times in all. Nothing
-// waits in between: a pending look is a timer, and the Ensure runs on the sizer's workers,
-// which stop with the plugin and which main waits for. A look that a stop cuts off is done by
-// the reconcile at the next start.
-func (st strict) recheck(id string, tries int) {
-	st.after(recheckAfter, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c, err := st.sizer.Container(ctx, id)
-		switch {
-		case errors.Is(err, sizer.ErrNotFound):
-		case (err != nil || c.State == "removing") && tries > 1:
-			st.recheck(id, tries-1)
-		case err != nil:
-			st.log.WithError(err).WithField("container", id).Warn("re-checking a container after a DELETE; the reconcile at the next connection to the engine repairs it")
-		default:
-			st.sizer.RemovalFailed(c.ID)
-		}
-	})
+// removed is the response to a DELETE of container ref: the engine is done with it. If the
+// removal failed (a handler's error has no status here: the engine writes it after this
+// phase) and no other DELETE of the container is in flight, the container stays, and so must
+// its hold. A container that is gone (removed) leaves its count to its re-check.
+func (st strict) removed(ref string, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := st.sizer.Container(ctx, ref)
+	if err != nil {
+		return // gone; or the engine does not answer, and the re-check settles it
+	}
+	if st.deletes.add(c.ID, -1) == 0 && !ok {
+		st.settle(c, firstLooks)
+	}
+}
+
+// recheck looks at container id again after l.wait. Nothing waits in between: a pending look
+// is a timer, and the Ensure that RemovalFailed queues runs on the sizer's workers, which stop
+// with the plugin and which main waits for. A look that a stop cuts off is done by the
+// reconcile at the next start.
+func (st strict) recheck(id string, l looks) {
+	st.after(l.wait, func() { st.look(id, l) })
+}
+
+// look decides whether container ref, whose device a DELETE let go of, is still there once the
+// engine is done with it, and then has RemovalFailed hold the device again (the DELETE was
+// denied by a later authorization plugin, and no AuthZRes comes; the removal failed; or it
+// removed only a link). If it is gone (its destroy event may come first), there is nothing
+// left to do.
+func (st strict) look(ref string, l looks) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := st.sizer.Container(ctx, ref)
+	switch {
+	case errors.Is(err, sizer.ErrNotFound):
+		st.deletes.clear(ref)
+	case err != nil && l.errs > 1:
+		l.errs--
+		st.recheck(ref, l)
+	case err != nil:
+		st.log.WithError(err).WithField("container", ref).Warn("re-checking a container after a DELETE; the reconcile at the next connection to the engine repairs it")
+	default:
+		st.settle(c, l)
+	}
+}
+
+// settle holds container c's device again, unless the engine may still be deleting it: a
+// device dmsize holds open is busy at the engine's delete, and `docker rm` fails (EBUSY).
+// While the engine says "removing", it looks again, less and less often, for as long as that
+// lasts. While the container runs and a DELETE of it is unanswered, the engine may be killing
+// it, the first step of `docker rm -f` (inspect says "running" until the process is gone; the
+// engine gives up a kill within about 30 s, and answers the DELETE): it looks again, and holds
+// it again only after recheckTries looks, a minute, when that DELETE was denied by a later
+// authorization plugin. The sizer, too, skips a container the engine says it is removing,
+// whatever queued its Ensure.
+func (st strict) settle(c sizer.Container, l looks) {
+	switch {
+	case c.State == "removing":
+		l.wait = min(2*l.wait, recheckMax)
+		st.recheck(c.ID, l)
+	case c.Running && l.running > 1 && st.deletes.add(c.ID, 0) > 0:
+		l.running--
+		st.recheck(c.ID, l)
+	default:
+		st.deletes.clear(c.ID)
+		st.sizer.RemovalFailed(c.ID)
+	}
 }
 
 var allow = authorization.Response{Allow: true}

@@ -23,24 +23,36 @@ import (
 )
 
 func TestURIs(t *testing.T) {
+	route := func(uri string) string {
+		t.Helper()
+		p, err := routePath(uri)
+		if err != nil {
+			t.Fatalf("%q: %v", uri, err)
+		}
+		return p
+	}
 	for uri, want := range map[string]bool{
 		"/v1.41/containers/create":          true,
 		"/v1.41/containers/create?name=web": true,
 		"/containers/create":                true,
 		"/v1.41/containers/create/x":        false,
+		"/v1.41/containers/create/":         false,
 		"/v1.41/containers/json":            false,
 		"/v1.41/images/create":              false,
+		"/v/containers/create":              false,
 	} {
-		if got := createURI.MatchString(uri); got != want {
+		if got := createURI.MatchString(route(uri)); got != want {
 			t.Errorf("create %q: %v", uri, got)
 		}
 	}
 	for uri, want := range map[string]string{
 		"/v1.41/containers/web?force=1": "web",
 		"/containers/0123abcd":          "0123abcd",
-		"/v1.41/containers/web/kill":    "",
+		"/v1.41/containers/web/kill":    "web/kill", // the engine's {name:.*}: no such container
+		"/v1.41/containers/":            "",
+		"/v1.41/images/web":             "",
 	} {
-		m := deleteURI.FindStringSubmatch(uri)
+		m := deleteURI.FindStringSubmatch(route(uri))
 		got := ""
 		if m != nil {
 			got = m[2]
@@ -140,7 +152,7 @@ func (tm *timers) fire(t *testing.T) {
 func newStrict(s strictSizer) (strict, *test.Hook, *timers) {
 	l, hook := test.NewNullLogger()
 	tm := &timers{}
-	st := strict{log: l, base: 10 << 30, after: tm.add}
+	st := strict{log: l, base: 10 << 30, after: tm.add, deletes: &inflight{}}
 	if s != nil {
 		st.sizer = s
 	}
@@ -258,21 +270,29 @@ func TestStrictResponse(t *testing.T) {
 		return authorization.Request{RequestMethod: "DELETE", RequestURI: "/v1.41/containers/web?force=1", ResponseStatusCode: status}
 	}
 	for _, tc := range []struct {
-		name   string
-		ensure error
-		req    authorization.Request
-		calls  []string
-		warned bool
+		name    string
+		ensure  error
+		state   string // the container's, after the response
+		req     authorization.Request
+		calls   []string
+		warned  bool
+		recheck bool
 	}{
 		{name: "sized", req: created(201), calls: []string{"ensure " + id}},
 		{name: "sizing failed", ensure: errors.New("mounting: timeout"), req: created(201), calls: []string{"ensure " + id}, warned: true},
 		{name: "label rejected", ensure: &sizer.Rejection{What: "label dm.size=42G", Reason: "above the maximum"}, req: created(201), calls: []string{"ensure " + id}},
 		{name: "create failed", req: created(409)},
 		{name: "delete failed", req: deleted(500), calls: []string{"removal-failed " + id}},
+		// A failed removal: the engine's handler returned an error, which it writes after the
+		// response phase; the plugin sees no status.
+		{name: "delete failed, no status", state: "dead", req: deleted(0), calls: []string{"removal-failed " + id}},
+		// Another DELETE is still removing it (this one was refused as a conflict): looked at
+		// again later, not held again now.
+		{name: "delete failed, another removal on", state: "removing", req: deleted(0), recheck: true},
 		{name: "deleted", req: deleted(204)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := &fakeSizer{ensure: tc.ensure, containers: map[string]sizer.Container{"web": {ID: id, Name: "web"}}}
+			f := &fakeSizer{ensure: tc.ensure, containers: map[string]sizer.Container{"web": {ID: id, Name: "web", State: tc.state}}}
 			st, hook, tm := newStrict(f)
 			if r := st.response(tc.req); !r.Allow {
 				t.Fatalf("denied: %+v", r)
@@ -287,8 +307,8 @@ func TestStrictResponse(t *testing.T) {
 			if warned != tc.warned {
 				t.Fatalf("warned %v, want %v: %v", warned, tc.warned, hook.AllEntries())
 			}
-			if len(tm.run) != 0 {
-				t.Fatal("a response scheduled a re-check")
+			if (len(tm.run) != 0) != tc.recheck {
+				t.Fatalf("re-checks scheduled: %v, want %v", tm.after, tc.recheck)
 			}
 		})
 	}
@@ -334,6 +354,15 @@ func TestStrictDeleteRecheck(t *testing.T) {
 		}
 	}
 
+	// settled: the look settled it (held again, or not), and there is no further look.
+	settled := func(t *testing.T, f *fakeSizer, tm *timers, held bool) {
+		t.Helper()
+		handled(t, f, held)
+		if len(tm.run) != 0 {
+			t.Fatal("looked again")
+		}
+	}
+
 	// The container is gone at the first look (its destroy event may have come first), or still
 	// there: its Ensure is queued. Either way, one look.
 	for _, gone := range []bool{true, false} {
@@ -343,41 +372,94 @@ func TestStrictDeleteRecheck(t *testing.T) {
 				delete(f.containers, id)
 			}
 			tm.fire(t)
-			handled(t, f, !gone)
-			if len(tm.run) != 0 {
-				t.Fatal("looked again")
-			}
+			settled(t, f, tm, !gone)
 		})
 	}
-	removing := func(f *fakeSizer) {
+	// inState is the engine saying the container is in state.
+	inState := func(f *fakeSizer, state string) {
 		c := web
-		c.State = "removing"
-		f.containers[id] = c
+		c.State, c.Running = state, state == "running"
+		f.containers[id], f.containers["web"] = c, c
 	}
+	removing := func(f *fakeSizer) { inState(f, "removing") }
+	// While the engine says it is removing the container, strict mode looks again, less and
+	// less often, however long it takes (a device busy at the engine's delete fails `docker
+	// rm`), and never holds the device again; once it is gone, nothing is left to do.
 	t.Run("still being removed", func(t *testing.T) {
 		f, _, _, tm := setup(t)
 		removing(f)
-		for range recheckTries - 1 {
+		var waits []time.Duration
+		for range 3 * recheckTries {
 			tm.fire(t)
 			handled(t, f, false)
-			if len(tm.after) != 1 || tm.after[0] != recheckAfter {
+			if len(tm.after) != 1 {
 				t.Fatalf("no further look while the engine removes it: %v", tm.after)
+			}
+			waits = append(waits, tm.after[0])
+		}
+		wait := recheckAfter
+		for i := range waits {
+			wait = min(2*wait, recheckMax)
+			if waits[i] != wait {
+				t.Fatalf("look %d in %v, want %v: %v", i+2, waits[i], wait, waits)
 			}
 		}
 		delete(f.containers, id)
 		tm.fire(t)
-		handled(t, f, false)
+		settled(t, f, tm, false)
 	})
-	t.Run("removing for too long", func(t *testing.T) {
+	// The engine is done at last, and the container is still there: its removal failed, and
+	// the device is held again.
+	t.Run("removal failed after a long time", func(t *testing.T) {
 		f, _, _, tm := setup(t)
 		removing(f)
-		for range recheckTries {
+		for range 3 * recheckTries {
 			tm.fire(t)
 		}
-		handled(t, f, true)
-		if len(tm.run) != 0 {
-			t.Fatalf("more than %d looks", recheckTries)
+		handled(t, f, false)
+		inState(f, "dead")
+		tm.fire(t)
+		settled(t, f, tm, true)
+	})
+	// A running container may be in the engine's kill, the first step of a forced removal
+	// (inspect says "running" until the process is gone): it is looked at again, and held
+	// again only once it has run for recheckTries looks, longer than the engine's kill takes.
+	t.Run("running", func(t *testing.T) {
+		f, _, _, tm := setup(t)
+		inState(f, "running")
+		for range recheckTries - 1 {
+			tm.fire(t)
+			handled(t, f, false)
+			if len(tm.after) != 1 || tm.after[0] != recheckAfter {
+				t.Fatalf("no further look at a running container: %v", tm.after)
+			}
 		}
+		tm.fire(t)
+		settled(t, f, tm, true)
+	})
+	// The response to a DELETE comes once the engine is done with it. `docker rm` of a running
+	// container without -f fails: the device is held again at once, as no other DELETE of it
+	// is in flight. While another is (two `docker rm -f` at once: the engine refuses the second
+	// while it kills the container for the first), the first one's response or re-check
+	// settles it.
+	t.Run("failed removal of a running container", func(t *testing.T) {
+		f, st, _, _ := setup(t)
+		inState(f, "running")
+		st.response(del) // refused: its handler's error has no status here
+		handled(t, f, true)
+	})
+	t.Run("two DELETEs at once", func(t *testing.T) {
+		f, st, _, tm := setup(t)
+		if r := st.request(del); !r.Allow {
+			t.Fatalf("denied: %+v", r)
+		}
+		inState(f, "running")
+		st.response(del) // the second, refused: its handler's error has no status here
+		handled(t, f, false)
+		tm.fire(t) // the first's re-check: the engine may be killing it
+		handled(t, f, false)
+		st.response(del) // the first failed too
+		handled(t, f, true)
 	})
 	t.Run("engine not answering", func(t *testing.T) {
 		f, _, hook, tm := setup(t)
@@ -504,5 +586,91 @@ func TestHandshakeAndNotReady(t *testing.T) {
 		if !r.Allow {
 			t.Fatalf("response %s denied before dmsize was set up: %+v", body, r)
 		}
+	}
+}
+
+// The engine routes on the decoded, cleaned path of the request target (net/http's
+// url.ParseRequestURI, then gorilla/mux on URL.Path), while strict mode is handed the raw
+// target: every spelling the engine routes to its create handler is a create to strict mode
+// (a label it rejects is denied), every spelling it routes to its delete handler lets go of the
+// device it names, and a spelling it routes elsewhere is allowed untouched. A POST whose
+// target cannot be decoded is denied (the engine itself refuses it with a 400).
+func TestStrictEncodedRoutes(t *testing.T) {
+	const id = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+	rejected := &sizer.Rejection{What: "label dm.size=42X", Reason: "not a size"}
+	const denied, undecodable = "dmsize: label dm.size=42X rejected", "dmsize: cannot see whether this POST is a container create: its path cannot be decoded"
+	checked := []string{"check 42X"}
+	for _, tc := range []struct {
+		method, uri string
+		want        string // "" allowed untouched; else the start of the denial
+		calls       []string
+	}{
+		{"POST", "/v1.47/containers/%63reate", denied, checked},
+		{"POST", "/v1.47%2Fcontainers/create", denied, checked},
+		{"POST", "/v1.41/containers%2Fcreate", denied, checked},
+		{"POST", "/containers/%63reate", denied, checked},
+		{"POST", "/containers%2Fcreate?name=web", denied, checked},
+		{"POST", "/%761.41/%63ontainers/%63%72%65%61%74%65?name=web", denied, checked},
+		{"POST", "/v1.41/containers/./create", denied, checked},
+		{"POST", "/v1.41/images/../containers/create", denied, checked},
+		{"POST", "/v1.41/containers/%2E/create", denied, checked},
+		{"POST", "http://docker/v1.41/containers/create", denied, checked},
+		{"POST", "http://docker/containers/%63reate?name=web", denied, checked},
+		{"POST", "/v1.41/containers/%zzcreate", undecodable + `: parse "/v1.41/containers/%zzcreate": invalid URL escape "%zz"`, nil},
+		{"POST", "%2Fcontainers/create", undecodable, nil},
+		// Routed elsewhere by the engine: allowed untouched.
+		{"POST", "/v1.41/containers/create%3Fname=web", "", nil},
+		{"POST", "/v1.41/containers/create%2F", "", nil},
+		{"POST", "/v1.41/containers/%63reate/start", "", nil},
+		{"POST", "/v1.41/containers/web/%72estart", "", nil},
+		{"POST", "/v1.41/containers/web/update", "", nil},
+		{"POST", "/v1.41/images/%63reate", "", nil},
+		{"GET", "/v1.41/containers/%zz", "", nil},
+		{"DELETE", "/v1.41/containers/%zz", "", nil},
+		// Deletes: the device of the container the engine removes is let go of.
+		{"DELETE", "/v1.41/containers/%77eb?force=1", "", []string{"release web"}},
+		{"DELETE", "/v1.41%2Fcontainers/web", "", []string{"release web"}},
+		{"DELETE", "/containers%2Fweb", "", []string{"release web"}},
+		{"DELETE", "/containers/%77eb", "", []string{"release web"}},
+		{"DELETE", "http://docker/v1.41/containers/web?v=1", "", []string{"release web"}},
+		{"DELETE", "/v1.41/images/../containers/web", "", []string{"release web"}},
+		// The engine's route is /containers/{name:.*}: a legacy link's name has a slash.
+		{"DELETE", "/v1.41/containers/db/web", "", []string{"release db/web"}},
+		{"DELETE", "/v1.41/containers/", "", nil},
+	} {
+		t.Run(tc.method+" "+tc.uri, func(t *testing.T) {
+			web := sizer.Container{ID: id, Name: "web", Labels: map[string]string{sizer.SizeLabel: "42G"}}
+			f := &fakeSizer{check: rejected, containers: map[string]sizer.Container{"web": web, "db/web": web}}
+			st, hook, _ := newStrict(f)
+			req := createReq(`{"Image":"busybox","Labels":{"dm.size":"42X"}}`)
+			req.RequestMethod, req.RequestURI = tc.method, tc.uri
+			r := st.request(req)
+			if tc.want == "" {
+				if !r.Allow || r.Msg != "" {
+					t.Fatalf("not allowed untouched: %+v", r)
+				}
+			} else if r.Allow || !strings.HasPrefix(r.Msg, tc.want) || len(hook.AllEntries()) != 1 {
+				t.Fatalf("got %+v (log %v)\nwant a denial starting %q", r, hook.AllEntries(), tc.want)
+			}
+			if got := f.Calls(); strings.Join(got, ",") != strings.Join(tc.calls, ",") {
+				t.Fatalf("sizer calls %q, want %q", got, tc.calls)
+			}
+		})
+	}
+
+	// The response phase sees the same route: a create through an encoded path is sized
+	// while its response is held, and a failed delete through one puts the hold back.
+	f := &fakeSizer{containers: map[string]sizer.Container{"web": {ID: id, Name: "web"}}}
+	st, _, _ := newStrict(f)
+	created := createReq(`{"Labels":{"dm.size":"42G"}}`)
+	created.RequestURI, created.ResponseStatusCode, created.ResponseBody = "/v1.41%2Fcontainers/%63reate", 201, []byte(`{"Id":"`+id+`"}`)
+	deleted := authorization.Request{RequestMethod: "DELETE", RequestURI: "/v1.41/containers/%77eb", ResponseStatusCode: 409}
+	for _, req := range []authorization.Request{created, deleted} {
+		if r := st.response(req); !r.Allow {
+			t.Fatalf("denied: %+v", r)
+		}
+	}
+	if got, want := strings.Join(f.Calls(), ","), "ensure "+id+",removal-failed "+id; got != want {
+		t.Fatalf("sizer calls %q, want %q", got, want)
 	}
 }

@@ -249,6 +249,7 @@ type fakeBackend struct {
 	provErr    error
 	baseErr    error
 	base       int64
+	baseReads  int // BaseSize's calls
 	provision  int64
 	poolData   int64
 	calls      []string
@@ -387,7 +388,13 @@ func (f *fakeBackend) Persist(name string, sz int64) error {
 }
 
 func (f *fakeBackend) Provisioned() (int64, error) { return f.provision, f.provErr }
-func (f *fakeBackend) BaseSize() (int64, error)    { return f.base, f.baseErr }
+
+func (f *fakeBackend) BaseSize() (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.baseReads++
+	return f.base, f.baseErr
+}
 
 // refusedMount is the engine refusing to mount a root filesystem.
 type refusedMount struct{}

@@ -185,7 +185,10 @@ func (s *Sizer) act(ctx context.Context, ref string, req request) (Result, error
 		return res, fmt.Errorf("container %s: waiting for another operation on it: %w", c.Name, err)
 	}
 	defer unlock()
-	if _, ok := s.removing.Load(c.ID); ok {
+	// Nothing holds the device of a container the engine is removing, marked or not (the
+	// plugin restarted, or strict mode cleared the mark): it would be busy at the engine's
+	// delete, and the removal would fail.
+	if _, ok := s.removing.Load(c.ID); ok || c.State == "removing" {
 		if req.explicit() {
 			return res, &Rejection{What: "size " + size.Format(req.size), Reason: "the container is being removed"}
 		}

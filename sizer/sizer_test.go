@@ -535,6 +535,37 @@ func TestStrictModeHelpers(t *testing.T) {
 	}
 }
 
+// While the engine says it is removing a container, no Ensure holds its device, whatever
+// queued it and whether or not the removal mark is there (strict mode gave up looking, or the
+// plugin restarted and its reconcile runs): a hold then would make the engine's delete of the
+// device fail with EBUSY, and `docker rm` with it. Once the engine is done and the container is
+// still there (the removal failed), its Ensure holds the device again.
+func TestNoHoldWhileRemoving(t *testing.T) {
+	r := newRig(t)
+	c := r.w.create(1, label("42G"))
+	r.mustEnsure(c.ID, Grown)
+	if _, err := r.s.ReleaseForRemoval(context.Background(), c.Name); err != nil || r.w.Holds() != 0 {
+		t.Fatalf("release: %v, holds %d", err, r.w.Holds())
+	}
+	r.w.ctrs[c.ID].c.State = "removing"
+	r.s.removing.Delete(c.ID) // what RemovalFailed does
+	r.mustEnsure(c.ID, Skipped)
+	r.restartPlugin(Policy{Max: 1 << 40}) // no mark at all
+	r.s.Reconcile(context.Background())
+	drain(t, r.s)
+	if r.w.Holds() != 0 {
+		t.Fatalf("an Ensure held the device of a container the engine is removing")
+	}
+	if _, err := r.s.Grow(context.Background(), c.ID, 50*G, false); !IsRejection(err) || !strings.Contains(err.Error(), "being removed") {
+		t.Fatalf("grow of a container being removed: %v", err)
+	}
+	r.w.ctrs[c.ID].c.State = "dead" // the removal failed
+	r.mustEnsure(c.ID, Repaired)
+	if r.w.Holds() != 1 {
+		t.Fatalf("holds %d once the engine is done, want 1", r.w.Holds())
+	}
+}
+
 // Containers that are not dmsize's are skipped; a gone container is skipped and forgotten.
 func TestSkips(t *testing.T) {
 	r := newRig(t)

@@ -3,6 +3,11 @@
 package graphdriver
 
 import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -211,6 +216,19 @@ func TestDmSizeStrictMode(t *testing.T) {
 	if err == nil || !strings.Contains(out, "dm.size=42X rejected") || !strings.Contains(out, "not a size") {
 		t.Fatalf("a bad label in strict mode: %v\n%s", err, out)
 	}
+	// The engine routes on the decoded path, the plugin is handed the raw one: every spelling
+	// of the create route is a create to strict mode.
+	for _, target := range []string{"/v1.41/containers/%63reate", "/v1.41%2Fcontainers/create", "/v1.41/containers%2Fcreate", "/containers/%63reate"} {
+		if code, body := rawCreate(t, target, "42X"); code != http.StatusForbidden || !strings.Contains(body, "dm.size=42X") {
+			t.Fatalf("POST %s with dm.size=42X in strict mode: HTTP %d %s", target, code, body)
+		}
+	}
+	code, body := rawCreate(t, "/v1.41/containers/create", "20G")
+	var created struct{ ID string }
+	if err := json.Unmarshal([]byte(body), &created); code != http.StatusCreated || err != nil || created.ID == "" {
+		t.Fatalf("a create with dm.size=20G in strict mode: HTTP %d %s", code, body)
+	}
+	e.Docker("rm", created.ID)
 	// Everything else passes untouched.
 	e.Docker("ps", "-a")
 	e.Docker("run", "--rm", "--network", "none", "busybox", "true")
@@ -237,6 +255,29 @@ func TestDmSizeStrictMode(t *testing.T) {
 	if out := e.Docker("info", "--format", "{{json .Plugins.Authorization}}"); !strings.Contains(out, "dmsize") {
 		t.Fatalf("engine authorization plugins: %s", out)
 	}
+}
+
+// rawCreate posts a container create with label dm.size to the engine's socket, its request
+// target sent as written (URL.Opaque: nothing re-encodes it), and returns the answer.
+func rawCreate(t *testing.T, target, label string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: time.Minute, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", "/run/docker.sock")
+	}}}
+	body := `{"Image":"busybox","Labels":{"dm.size":"` + label + `"},"HostConfig":{"NetworkMode":"none"}}`
+	req, err := http.NewRequest(http.MethodPost, "http://docker/", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.URL.Opaque = target
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", target, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // The label works the same from compose and from swarm (`--container-label`): swarm tasks are
