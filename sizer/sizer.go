@@ -16,7 +16,8 @@
 //	applied    the record says so
 //
 // The persisted size is never smaller than the filesystem. So the repair rule, run before
-// anything else on every Ensure: a device the engine would re-create too small (persisted size
+// anything else on every Ensure: a persisted size below the one the container's record says
+// was applied is persisted again; a device the engine would re-create too small (persisted size
 // above the engine's cached one) is activated at the persisted size and held, and a growth
 // whose record is not applied is finished, whatever the label and the policy say now.
 package sizer
@@ -314,6 +315,16 @@ func (s *Sizer) repair(ctx context.Context, c Container, rec *Record, res *Resul
 	persisted, err := s.Sizes.Persisted(c.Device)
 	if err != nil {
 		return st, 0, err
+	}
+	if rec.ID == c.ID && rec.Device == c.Device && rec.DeviceID == c.DeviceID && rec.Applied > persisted {
+		// The backend lost the size dmsize applied (the snapshotter drops a size record it
+		// cannot prove is this device's): this record, by container ID, is proof enough, and
+		// the filesystem may be that large.
+		if err := s.Sizes.Persist(c.Device, rec.Applied); err != nil {
+			return st, persisted, err
+		}
+		log.Infof("container %s: persisted its applied size %s again (the engine would re-create it at %s)", c.Name, size.Format(rec.Applied), size.Format(persisted))
+		persisted, res.Action = rec.Applied, Repaired
 	}
 	if persisted > c.Cached {
 		if err := s.keep(c, &st, persisted, res, log); err != nil {

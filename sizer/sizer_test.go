@@ -352,6 +352,26 @@ func TestEngineActivatedSmallWhileDown(t *testing.T) {
 	}
 }
 
+// The backend lost the size dmsize gave a device (containerd's devmapper snapshotter drops a
+// record it cannot prove is the device's, such as one an older dmsize wrote): the sizer's own
+// record, by container ID, says what it applied, and the next Ensure persists it again before
+// the engine re-creates the device at its old size.
+func TestBackendLostTheAppliedSize(t *testing.T) {
+	r := newRig(t)
+	c := r.w.create(1, label("42G"))
+	r.mustEnsure(c.ID, Grown)
+	r.w.meta[c.Device] = 10 * G // the backend's record dropped: it says what the engine does
+	r.restartPlugin(Policy{})
+	r.mustEnsure(c.ID, Repaired)
+	if r.w.meta[c.Device] != 42*G {
+		t.Fatalf("persisted %d GiB, want 42", r.w.meta[c.Device]/G)
+	}
+	r.w.restartEngine() // or a reboot: the engine re-creates the device from the persisted size
+	if got, err := r.w.start(t, c.ID); err != nil || got != 42*G {
+		t.Fatalf("start: %d, %v", got, err)
+	}
+}
+
 // A read-only root filesystem refuses the engine's upload: the growth waits for the start.
 func TestReadOnlyRootfs(t *testing.T) {
 	r := newRig(t)

@@ -69,34 +69,68 @@ type Records struct {
 // Device is the name of the thin device of the snapshot key (a container ID for dockerd); ""
 // and no error when containerd has no such snapshot.
 func (r Records) Device(key string) (string, error) {
-	var backendKey string
-	err := r.copies.view(r.MetaDB, func(tx *bolt.Tx) error {
+	dev, _, err := r.snapshot(key)
+	return dev, err
+}
+
+// snapshot is Device, and the snapshotter's own key of the snapshot (<namespace>/<n>/<key>):
+// what dmsize records its sizes against, since containerd never gives it to another snapshot,
+// not even after its state was reset (it ends with the container's ID).
+func (r Records) snapshot(key string) (device, snapshot string, err error) {
+	err = r.copies.view(r.MetaDB, func(tx *bolt.Tx) error {
 		if b := bucket(tx, "v1", r.Namespace, "snapshots", r.Snapshotter, key); b != nil {
-			backendKey = string(b.Get([]byte("name")))
+			snapshot = string(b.Get([]byte("name")))
 		}
 		return nil
 	})
-	if err != nil || backendKey == "" {
-		return "", err
+	if err != nil || snapshot == "" {
+		return "", "", err
 	}
 	var id uint64
-	err = r.copies.view(filepath.Join(r.Root, "metadata.db"), func(tx *bolt.Tx) error {
-		b := bucket(tx, "v1", "snapshots", backendKey)
+	err = r.copies.view(r.snapshotsDB(), func(tx *bolt.Tx) error {
+		b := bucket(tx, "v1", "snapshots", snapshot)
 		if b == nil {
 			return nil
 		}
 		v := b.Get([]byte("id"))
 		n := 0
 		if id, n = binary.Uvarint(v); n <= 0 {
-			return fmt.Errorf("snapshot %q: unreadable id %x", backendKey, v)
+			return fmt.Errorf("snapshot %q: unreadable id %x", snapshot, v)
 		}
 		return nil
 	})
 	if err != nil || id == 0 {
-		return "", err
+		return "", "", err
 	}
-	return fmt.Sprintf("%s-snap-%d", r.Pool, id), nil
+	return r.device(id), snapshot, nil
 }
+
+// snapshots maps each device of the pool that has a snapshot to the snapshotter's key of it.
+func (r Records) snapshots() (map[string]string, error) {
+	out := map[string]string{}
+	err := r.copies.view(r.snapshotsDB(), func(tx *bolt.Tx) error {
+		b := bucket(tx, "v1", "snapshots")
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if v != nil {
+				return nil // a value, not a snapshot's bucket
+			}
+			if id, n := binary.Uvarint(b.Bucket(k).Get([]byte("id"))); n > 0 && id > 0 {
+				out[r.device(id)] = string(k)
+			}
+			return nil // an unreadable id proves nothing
+		})
+	})
+	return out, err
+}
+
+// snapshotsDB is the snapshotter's metadata.
+func (r Records) snapshotsDB() string { return filepath.Join(r.Root, "metadata.db") }
+
+// device is the name of the pool's device of snapshot id.
+func (r Records) device(id uint64) string { return fmt.Sprintf("%s-snap-%d", r.Pool, id) }
 
 // PoolDB is the pool's device database.
 func (r Records) PoolDB() string { return filepath.Join(r.Root, r.Pool+".db") }

@@ -65,8 +65,8 @@ func set[T any](t *testing.T, seam *T, v T) {
 }
 
 // fakeContainerd lays out containerd's three databases as containerd 1.7 writes them, with
-// one container (key cid) on snapshot 7 of pool "pool", and keeps them open and locked, as
-// containerd does.
+// containers cid (its init layer cid-init) and cid2 on snapshots 7 (6) and 8 of pool "pool"
+// (thin ids 4, 3, 5), and keeps them open and locked, as containerd does.
 func fakeContainerd(t *testing.T) ctrd {
 	dir := t.TempDir()
 	r := Records{MetaDB: MetaDB(dir), Root: DefaultRoot(dir), Pool: "pool", Namespace: "moby", Snapshotter: "devmapper", copies: pluginCopies(t.TempDir())}
@@ -78,13 +78,16 @@ func fakeContainerd(t *testing.T) ctrd {
 	meta := openDB(t, r.MetaDB)
 	put(t, meta, []byte("moby/12/cid"), "v1", "moby", "snapshots", "devmapper", "cid", "name")
 	put(t, meta, []byte("moby/11/cid-init"), "v1", "moby", "snapshots", "devmapper", "cid-init", "name")
+	put(t, meta, []byte("moby/13/cid2"), "v1", "moby", "snapshots", "devmapper", "cid2", "name")
 	snaps := openDB(t, filepath.Join(r.Root, "metadata.db"))
 	put(t, snaps, binary.AppendUvarint(nil, 7), "v1", "snapshots", "moby/12/cid", "id")
 	put(t, snaps, binary.AppendUvarint(nil, 6), "v1", "snapshots", "moby/11/cid-init", "id")
+	put(t, snaps, binary.AppendUvarint(nil, 8), "v1", "snapshots", "moby/13/cid2", "id")
 	pool := openDB(t, r.PoolDB())
 	for _, d := range []DeviceInfo{
 		{DeviceID: 3, Size: 10 << 30, Name: "pool-snap-6", ParentName: "pool-snap-2", State: Deactivated},
 		{DeviceID: 4, Size: 10 << 30, Name: "pool-snap-7", ParentName: "pool-snap-6", State: Activated},
+		{DeviceID: 5, Size: 10 << 30, Name: "pool-snap-8", ParentName: "pool-snap-6", State: Activated},
 	} {
 		b, _ := json.Marshal(d)
 		put(t, pool, b, "devices", d.Name)
@@ -96,7 +99,7 @@ func mkdir(dir string) error { return os.MkdirAll(dir, 0o700) }
 
 func TestRecordsDevice(t *testing.T) {
 	r := fakeContainerd(t)
-	for key, want := range map[string]string{"cid": "pool-snap-7", "cid-init": "pool-snap-6", "other": ""} {
+	for key, want := range map[string]string{"cid": "pool-snap-7", "cid-init": "pool-snap-6", "cid2": "pool-snap-8", "other": ""} {
 		got, err := r.Device(key)
 		if err != nil || got != want {
 			t.Errorf("Device(%q) = %q, %v; want %q", key, got, err, want)
@@ -106,7 +109,7 @@ func TestRecordsDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := devs["pool-snap-7"]; len(devs) != 2 || d.DeviceID != 4 || d.Size != 10<<30 || d.State != Activated {
+	if d := devs["pool-snap-7"]; len(devs) != 3 || d.DeviceID != 4 || d.Size != 10<<30 || d.State != Activated {
 		t.Errorf("Devices() = %+v", devs)
 	}
 	if _, err := (Records{MetaDB: filepath.Join(t.TempDir(), "none.db")}).Device("cid"); err == nil {

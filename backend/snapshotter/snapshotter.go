@@ -29,8 +29,12 @@ import (
 	"github.com/dmsize/dmsize/sizer"
 )
 
-// openPool is thinpool.Open; the unit tests replace it, since a *dm.Control reaches the kernel.
-var openPool = thinpool.Open
+// Seams for the unit tests, since a *dm.Control reaches the kernel: openPool is thinpool.Open,
+// mapper gives a *dm.Control as what Repair and Persist use of it.
+var (
+	openPool = thinpool.Open
+	mapper   = func(ctl *dm.Control) thin.Mapper { return ctl }
+)
 
 // Engine is what the backend asks the container engine.
 type Engine interface {
@@ -66,8 +70,9 @@ type Backend struct {
 	sizes       sizeStore
 	log         logrus.FieldLogger
 
-	mu      sync.Mutex
-	devices map[string]string // container ID -> its device: a snapshot's device never changes
+	mu        sync.Mutex
+	devices   map[string]string // container ID -> its device: a snapshot's device never changes
+	snapshots map[string]string // device -> the snapshotter's key of its snapshot
 }
 
 var (
@@ -76,8 +81,8 @@ var (
 	_ sizer.Sizes   = (*Backend)(nil)
 )
 
-// New finds the snapshotter's pool from its records, and drops the sizes of devices containerd
-// no longer has.
+// New finds the snapshotter's pool from its records, tells Repair where they are, and drops
+// the sizes they do not prove are their devices' (prune).
 func New(eng Engine, ctl *dm.Control, st engine.Storage, cfg Config) (*Backend, error) {
 	if st.Snapshotter != "devmapper" {
 		return nil, fmt.Errorf("the engine's storage is %q (snapshotter %q); this backend sizes containerd's devmapper snapshots", st.Driver, st.Snapshotter)
@@ -106,11 +111,14 @@ func New(eng Engine, ctl *dm.Control, st engine.Storage, cfg Config) (*Backend, 
 		Pool: p, eng: eng, snapshotter: st.Snapshotter,
 		records: Records{MetaDB: MetaDB(cfg.ContainerdRoot), Root: root, Pool: pool, Namespace: "moby", Snapshotter: st.Snapshotter, copies: copies},
 		sizes:   sizeStore{SizesDir(cfg.StateDir)},
-		devices: map[string]string{},
-		log:     log,
+		devices: map[string]string{}, snapshots: map[string]string{},
+		log: log,
 	}
 	if _, err := os.Stat(b.records.MetaDB); err != nil {
 		return nil, fmt.Errorf("containerd's metadata (is containerd's root mounted in the plugin?): %w", err)
+	}
+	if err := saveRecords(cfg.StateDir, b.records); err != nil {
+		log.WithError(err).Warn("snapshotter: saving where containerd's records are; the next start restores sizes only once the engine is up")
 	}
 	return b, b.prune()
 }
@@ -134,22 +142,12 @@ func poolName(root string) (string, error) {
 	return pools[0], nil
 }
 
-// prune drops the sizes of devices containerd no longer records (removed containers): a name
-// is never reused, so such a size can never apply again.
+// prune drops the sizes containerd's records do not prove are their devices': of devices it
+// removed, of devices it made again under an old name, and those an older dmsize recorded.
 func (b *Backend) prune() error {
-	devs, err := b.records.Devices()
-	if err != nil {
-		return err
-	}
 	all, _ := b.sizes.all()
-	for _, r := range all {
-		if _, ok := devs[r.Device]; !ok && r.Pool == b.Name {
-			if err := b.sizes.remove(r.Device); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	_, err := prune(&b.records, b.sizes, all, b.log)
+	return err
 }
 
 // --- sizer.Engine
@@ -184,14 +182,32 @@ func (b *Backend) device(id string) (string, error) {
 	if ok {
 		return dev, nil
 	}
-	dev, err := b.records.Device(id)
+	dev, snapshot, err := b.records.snapshot(id)
 	if err != nil || dev == "" {
 		return "", err
 	}
 	b.mu.Lock()
-	b.devices[id] = dev
+	b.devices[id], b.snapshots[dev] = dev, snapshot
 	b.mu.Unlock()
 	return dev, nil
+}
+
+// snapshot is the snapshotter's key of the device's snapshot; "" when containerd has none.
+func (b *Backend) snapshot(device string) (string, error) {
+	b.mu.Lock()
+	snapshot, ok := b.snapshots[device]
+	b.mu.Unlock()
+	if ok {
+		return snapshot, nil
+	}
+	all, err := b.records.snapshots()
+	if err != nil || all[device] == "" {
+		return "", err
+	}
+	b.mu.Lock()
+	b.snapshots[device] = all[device]
+	b.mu.Unlock()
+	return all[device], nil
 }
 
 // SizedContainers lists the labelled containers.
@@ -244,6 +260,7 @@ func (b *Backend) Release(name string) bool {
 			delete(b.devices, id)
 		}
 	}
+	delete(b.snapshots, name)
 	b.mu.Unlock()
 	return false
 }
@@ -257,7 +274,7 @@ func (b *Backend) Held(string) bool { return false }
 // --- sizer.Sizes
 
 // Persisted is the size containerd would re-create the device at, or the one dmsize gave it
-// (and restores), whichever is larger.
+// (and restores), whichever is larger; dmsize's only if it was given to the device's snapshot.
 func (b *Backend) Persisted(device string) (int64, error) {
 	devs, err := b.records.Devices()
 	if err != nil {
@@ -267,8 +284,18 @@ func (b *Backend) Persisted(device string) (int64, error) {
 	if !ok {
 		return 0, fmt.Errorf("containerd has no record of device %s: %w", device, os.ErrNotExist)
 	}
-	r, _, err := b.sizes.get(device)
-	return max(int64(d.Size), r.Size), err
+	r, ok, err := b.sizes.get(device)
+	if err != nil || !ok {
+		return int64(d.Size), err
+	}
+	snapshot, err := b.snapshot(device)
+	if err != nil {
+		return 0, err
+	}
+	if unproven(r, d, true, snapshot) != "" {
+		return int64(d.Size), nil // another snapshot's: Persist replaces it
+	}
+	return max(int64(d.Size), r.Size), nil
 }
 
 // Persist records sz as the device's size, never lower.
@@ -281,29 +308,45 @@ func (b *Backend) Persist(device string, sz int64) error {
 	if !ok || d.State == Removed {
 		return fmt.Errorf("containerd has no record of device %s: %w", device, os.ErrNotExist)
 	}
-	tt, _, err := thin.CheckDevice(b.Ctl, device, b.Dev)
+	tt, _, err := thin.CheckDevice(mapper(b.Ctl), device, b.Dev)
 	if err != nil {
 		return err
 	}
 	if tt.DevID != uint64(d.DeviceID) {
 		return fmt.Errorf("device %s has thin id %d, containerd's records say %d: refusing to touch it", device, tt.DevID, d.DeviceID)
 	}
-	return b.sizes.raise(Size{Device: device, Pool: b.Name, ThinID: tt.DevID, Size: sz})
+	snapshot, err := b.snapshot(device)
+	if err != nil {
+		return err
+	}
+	if snapshot == "" {
+		return fmt.Errorf("containerd has no snapshot of device %s: %w", device, os.ErrNotExist)
+	}
+	return b.sizes.raise(Size{Device: device, Pool: b.Name, ThinID: tt.DevID, Size: sz, Snapshot: snapshot})
 }
 
-// Provisioned sums the sizes of the pool's devices: containerd's, or dmsize's where larger.
+// Provisioned sums the sizes of the pool's devices: containerd's, or dmsize's where larger
+// (a record of the device's thin id: New dropped those of other snapshots).
 func (b *Backend) Provisioned() (int64, error) {
 	devs, err := b.records.Devices()
 	if err != nil {
 		return 0, err
+	}
+	all, _ := b.sizes.all()
+	sizes := make(map[string]Size, len(all))
+	for _, r := range all {
+		sizes[r.Device] = r
 	}
 	var total int64
 	for name, d := range devs {
 		if d.State == Removed {
 			continue
 		}
-		r, _, _ := b.sizes.get(name)
-		total += max(int64(d.Size), r.Size)
+		sz := int64(d.Size)
+		if r, ok := sizes[name]; ok && r.ThinID == uint64(d.DeviceID) && r.Snapshot != "" {
+			sz = max(sz, r.Size)
+		}
+		total += sz
 	}
 	return total, nil
 }

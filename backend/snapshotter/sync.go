@@ -14,8 +14,9 @@ import (
 // the host hook run just before containerd starts (dmsize containerd-sync, a systemd
 // ExecStartPre): containerd holds its pool database locked while it runs, so Sync can only
 // write it while containerd is stopped, and a containerd starting meanwhile waits for Sync's
-// one transaction. A size is only ever raised, and only on the device of the same name and
-// thin id; every other field of containerd's record is kept as it is.
+// one transaction. A size is only ever raised, and only on the device of the same name, thin
+// id and snapshot (its key in the snapshotter's metadata.db, read from a copy: containerd may
+// start meanwhile); every other field of containerd's record is kept as it is.
 
 // ErrContainerdRunning is Sync finding the pool database locked.
 var ErrContainerdRunning = errors.New("containerd holds its pool database (it is running): containerd-sync runs before containerd starts")
@@ -49,6 +50,10 @@ func Sync(root, stateDir string, timeout time.Duration) (pool string, out []Sync
 		return pool, nil, err
 	}
 	defer db.Close()
+	snapshots, err := r.snapshots()
+	if err != nil {
+		return pool, nil, err
+	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		out = nil
 		b := tx.Bucket([]byte("devices"))
@@ -57,24 +62,24 @@ func Sync(root, stateDir string, timeout time.Duration) (pool string, out []Sync
 				continue
 			}
 			res := Synced{Device: s.Device}
-			if b == nil || b.Get([]byte(s.Device)) == nil {
-				res.Skipped = "containerd has no record of it (removed)"
-				out = append(out, res)
-				continue
+			var raw []byte
+			if b != nil {
+				raw = b.Get([]byte(s.Device))
 			}
-			raw := b.Get([]byte(s.Device))
 			var d DeviceInfo
 			var fields map[string]json.RawMessage
-			if err := json.Unmarshal(raw, &d); err != nil {
-				return fmt.Errorf("containerd's record of %s: %w", s.Device, err)
-			}
-			if err := json.Unmarshal(raw, &fields); err != nil {
-				return fmt.Errorf("containerd's record of %s: %w", s.Device, err)
+			if raw != nil {
+				if err := json.Unmarshal(raw, &d); err != nil {
+					return fmt.Errorf("containerd's record of %s: %w", s.Device, err)
+				}
+				if err := json.Unmarshal(raw, &fields); err != nil {
+					return fmt.Errorf("containerd's record of %s: %w", s.Device, err)
+				}
 			}
 			res.From, res.To = int64(d.Size), int64(d.Size)
-			switch {
-			case uint64(d.DeviceID) != s.ThinID:
-				res.Skipped = fmt.Sprintf("containerd's record has thin id %d, dmsize sized %d", d.DeviceID, s.ThinID)
+			switch why := unproven(s, d, raw != nil, snapshots[s.Device]); {
+			case why != "":
+				res.Skipped = why
 			case int64(d.Size) >= s.Size:
 				res.Skipped = "already at its size"
 			default:

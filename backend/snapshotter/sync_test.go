@@ -1,6 +1,7 @@
 package snapshotter
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"path/filepath"
@@ -29,13 +30,18 @@ func TestSync(t *testing.T) {
 	} {
 		put(t, db, []byte(rec), "devices", name)
 	}
+	snaps := openDB(t, filepath.Join(root, "metadata.db"))
+	for id, key := range map[uint64]string{7: "moby/7/c7", 8: "moby/8/c8", 9: "moby/9/c9"} {
+		put(t, snaps, binary.AppendUvarint(nil, id), "v1", "snapshots", key, "id")
+	}
+	snaps.Close()
 	sizes := sizeStore{SizesDir(state)}
 	for _, s := range []Size{
-		{Device: "pool-snap-7", Pool: "pool", ThinID: 4, Size: 24 << 30}, // raised
-		{Device: "pool-snap-8", Pool: "pool", ThinID: 6, Size: 24 << 30}, // another thin id: left
-		{Device: "pool-snap-9", Pool: "pool", ThinID: 9, Size: 5 << 30},  // never lowered
-		{Device: "pool-snap-3", Pool: "pool", ThinID: 2, Size: 24 << 30}, // removed
-		{Device: "other-snap-7", Pool: "other", ThinID: 4, Size: 24 << 30},
+		{Device: "pool-snap-7", Pool: "pool", ThinID: 4, Size: 24 << 30, Snapshot: "moby/7/c7"}, // raised
+		{Device: "pool-snap-8", Pool: "pool", ThinID: 6, Size: 24 << 30, Snapshot: "moby/8/c8"}, // another thin id: left
+		{Device: "pool-snap-9", Pool: "pool", ThinID: 9, Size: 5 << 30, Snapshot: "moby/9/c9"},  // never lowered
+		{Device: "pool-snap-3", Pool: "pool", ThinID: 2, Size: 24 << 30, Snapshot: "moby/3/c3"}, // removed
+		{Device: "other-snap-7", Pool: "other", ThinID: 4, Size: 24 << 30, Snapshot: "moby/7/c7"},
 	} {
 		if err := sizes.raise(s); err != nil {
 			t.Fatal(err)
