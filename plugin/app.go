@@ -244,7 +244,8 @@ func (a *app) backendFor(ctl *dm.Control, st engine.Storage) (storageBackend, en
 // repairBeforeServing gives snapshot devices back the sizes dmsize gave them, where containerd
 // re-created them smaller (after a reboot). It runs before the plugin answers the engine: the
 // engine enables its plugins before it starts the containers with a restart policy. It needs
-// only dmsize's own records and device-mapper, not the engine's API, which is not up yet.
+// dmsize's own records, containerd's records (where the last start found them) and
+// device-mapper, not the engine's API, which is not up yet.
 func repairBeforeServing(cfg config, log logrus.FieldLogger) {
 	if _, err := os.Stat(snapshotter.SizesDir(cfg.StateDir)); err != nil {
 		return // no snapshot device was ever sized here (the graph driver, or nothing yet)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,10 +28,34 @@ func TestContainerdSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The snapshotter's own records: snapshot 7 is moby's moby/7/c, which a size must name.
+	snaps, err := bolt.Open(filepath.Join(root, "metadata.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = snaps.Update(func(tx *bolt.Tx) error {
+		v1, err := tx.CreateBucket([]byte("v1"))
+		if err != nil {
+			return err
+		}
+		all, err := v1.CreateBucket([]byte("snapshots"))
+		if err != nil {
+			return err
+		}
+		snap, err := all.CreateBucket([]byte("moby/7/c"))
+		if err != nil {
+			return err
+		}
+		return snap.Put([]byte("id"), binary.AppendUvarint(nil, 7))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps.Close()
 	if err := os.MkdirAll(filepath.Join(state, "snapshotter"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(state, "snapshotter", "pool-snap-7.json"), []byte(`{"device":"pool-snap-7","pool":"pool","thin_id":4,"size":25769803776}`), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(state, "snapshotter", "pool-snap-7.json"), []byte(`{"device":"pool-snap-7","pool":"pool","thin_id":4,"size":25769803776,"snapshot":"moby/7/c"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r := dmsize(t, nil, "", "containerd-sync", "--root", root, "--state", state, "--wait", "100ms")
