@@ -26,16 +26,59 @@ while [ $# -gt 0 ]; do
 	shift 2
 done
 
-# shards: SUITE SHARD PROFILE BINARIES RUN SKIP, whitespace-separated, "-" for none.
+# shards: SUITE SHARD PROFILE BINARIES RUN SKIP, whitespace-separated, "-" for none; RUN and
+# SKIP are a pattern for every binary, or BINARY=PATTERN for one.
 mapfile -t rows < <(awk -v s="$suite" '$1 == s && $0 !~ /^#/' "$here/shards")
 [ ${#rows[@]} -gt 0 ] || { echo "suite.sh: no shards for suite '$suite' in $here/shards" >&2; exit 2; }
 
+# check_shards: every top-level test and fuzz target of every binary a profile's payload has is
+# in exactly one shard of the suite (a shard named "-" leaves tests out on purpose), so that
+# a new test or a renamed one is never quietly run nowhere.
+check_shards() {
+	local bad=0 bin name row n _s shard profile bins run skip r k
+	for row in "${rows[@]}"; do
+		read -r _s shard profile bins run skip <<<"$row"
+		echo "$profile"
+	done | sort -u | while read -r profile; do
+		for bin in "$top/build/payload-$profile"/tests/*.test; do
+			[ -x "$bin" ] || continue
+			name=$(basename "$bin" .test)
+			"$bin" -test.list '.*' 2>/dev/null | grep -E '^(Test|Fuzz)' | while read -r t; do
+				n=0
+				for row in "${rows[@]}"; do
+					read -r _s shard p bins run skip <<<"$row"
+					[ "$p" = "$profile" ] || continue
+					[ "$bins" = - ] || [[ ",$bins," == *",$name,"* ]] || continue
+					for k in run skip; do
+						r=${!k}
+						case "$r" in -) r= ;; *=*) [ "${r%%=*}" = "$name" ] && r=${r#*=} || r= ;; esac
+						printf -v "$k" '%s' "$r"
+					done
+					[ -z "$run" ] || grep -qE "$run" <<<"$t" || continue
+					[ -z "$skip" ] || ! grep -qE "$skip" <<<"$t" || continue
+					n=$((n + 1))
+				done
+				[ "$n" = 1 ] || echo "suite.sh: $name.test $t is in $n shards of suite $suite (integration/vm/shards)"
+			done
+		done
+	done >"$out/shards-check.txt"
+	[ -s "$out/shards-check.txt" ] || return 0
+	cat "$out/shards-check.txt" >&2
+	return 1
+}
+
 long=
 [ "$suite" = long ] && long=1
+# One vCPU a VM: the shards share the host's cores, and a second vCPU each only adds TCG's
+# cross-vCPU flushes and guest spinlocks whose holder the host has preempted.
+SHARD_CPUS=1
+mkdir -p "$out"
+check_shards || exit 2
 start=$(date +%s)
 pids=() names=()
 for row in "${rows[@]}"; do
 	read -r _ shard profile bins run skip <<<"$row"
+	[ "$shard" != - ] || continue
 	[ -z "$only" ] || [ "$only" = "$shard" ] || continue
 	base=$top/build/payload-$profile
 	[ -x "$base/run" ] || { echo "suite.sh: $base missing: make payload-$profile" >&2; exit 2; }
@@ -47,14 +90,15 @@ for row in "${rows[@]}"; do
 	{
 		cat "$base/env"
 		[ "$bins" = - ] || echo "DMSIZE_BINARIES='${bins//,/ }'"
-		[ "$run" = - ] || echo "DMSIZE_RUN='$run'"
-		[ "$skip" = - ] || echo "DMSIZE_SKIP='$skip'"
+		# PATTERN for every binary, or BINARY=PATTERN for one.
+		case "$run" in -) ;; *=*) echo "DMSIZE_RUN_${run%%=*}='${run#*=}'" ;; *) echo "DMSIZE_RUN='$run'" ;; esac
+		case "$skip" in -) ;; *=*) echo "DMSIZE_SKIP_${skip%%=*}='${skip#*=}'" ;; *) echo "DMSIZE_SKIP='$skip'" ;; esac
 		echo "DMSIZE_LONG='$long'"
 	} >"$pl/env"
 	mkdir -p "$out"
 	rm -f "$out/$suite-$shard.rc"
 	(
-		"$here/run.sh" --profile "$profile" --payload "$pl" --timeout "$timeout" --out "$out/$suite-$shard" 2>&1
+		DMSIZE_VM_CPUS=${DMSIZE_VM_CPUS:-$SHARD_CPUS} "$here/run.sh" --profile "$profile" --payload "$pl" --timeout "$timeout" --out "$out/$suite-$shard" 2>&1
 		echo $? >"$out/$suite-$shard.rc"
 	) | sed -u "s/^/[$shard] /" &
 	pids+=($!) names+=("$shard")

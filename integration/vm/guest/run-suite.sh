@@ -3,7 +3,8 @@
 # ends with one summary line "vm-PROFILE: N passed, N failed, N skipped". A skipped test fails
 # the suite: in the VM every test has what it needs, so a skip means something is missing.
 # DMSIZE_RUN (a go test -run pattern) narrows the run; DMSIZE_SKIP (-test.skip) leaves tests
-# out of it: they are not run, and not counted.
+# out of it: they are not run, and not counted. DMSIZE_RUN_<binary> and DMSIZE_SKIP_<binary>
+# do the same for one test binary; DMSIZE_BINARIES names the binaries to run.
 set -uo pipefail
 payload=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 export DMSIZE_PAYLOAD=$payload PATH="$payload/guest:$PATH"
@@ -26,8 +27,11 @@ for bin in "$payload"/tests/*.test; do
 	fi
 	echo "=== binary $name"
 	args=(-test.v -test.timeout "${DMSIZE_TEST_TIMEOUT:-75m}")
-	[ -n "${DMSIZE_RUN:-}" ] && args+=(-test.run "$DMSIZE_RUN")
-	[ -n "${DMSIZE_SKIP:-}" ] && args+=(-test.skip "$DMSIZE_SKIP")
+	# DMSIZE_RUN_<binary> / DMSIZE_SKIP_<binary> narrow one binary, instead of DMSIZE_RUN/SKIP.
+	run_var=DMSIZE_RUN_$name skip_var=DMSIZE_SKIP_$name
+	run=${!run_var:-${DMSIZE_RUN:-}} skip=${!skip_var:-${DMSIZE_SKIP:-}}
+	[ -n "$run" ] && args+=(-test.run "$run")
+	[ -n "$skip" ] && args+=(-test.skip "$skip")
 	[ -n "${DMSIZE_BENCH:-}" ] && args+=(-test.bench "$DMSIZE_BENCH" -test.benchtime "${DMSIZE_BENCHTIME:-1x}")
 	start=$SECONDS
 	(cd "$payload/tests" && "$bin" "${args[@]}") 2>&1 | tee "$payload/out/$name.log"
