@@ -199,10 +199,10 @@ func TestCrashPoolExtension(t *testing.T) {
 
 // Labelled creates from 8 goroutines, the plugin SIGKILLed twice while they run: every
 // container's device ends up at its size, and the plugin's memory and goroutines say nothing
-// piles up. 16 creates in the fast suite, 200 in `make test-long`.
+// piles up. 12 creates in the fast suite, 200 in `make test-long`.
 func TestCrashBurst(t *testing.T) {
 	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"})
-	n := int32(harness.Pick(16, 200))
+	n := int32(harness.Pick(12, 200))
 	sizedAt := watchSized(t, 12*G)
 	cr := startCreates(e, "burst", int(n), 8)
 	for _, at := range []int32{n / 3, 2 * n / 3} {
@@ -246,7 +246,8 @@ func TestCrashBurst(t *testing.T) {
 }
 
 // Rounds of labelled creates and then `docker rm` leave no record, no lock entry and no device
-// behind: one round of 8 in the fast suite, three of 40 in `make test-long`.
+// behind: three rounds of 40, in `make test-long` only (the fast suite's lifecycle, strict
+// and volume tests remove what they make and check that nothing is left).
 func TestSizerRoundsLeaveNothing(t *testing.T) {
 	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"})
 	// dockerd 20.10 starts its deferred-deletion worker only when it finds its loop files at
@@ -258,7 +259,7 @@ func TestSizerRoundsLeaveNothing(t *testing.T) {
 		_, err := harness.Metrics()
 		return err == nil
 	})
-	perRound, rounds := harness.Pick(8, 40), harness.Pick(1, 3)
+	const perRound, rounds = 40, 3
 	for round := 1; round <= rounds; round++ {
 		sizedAt := watchSized(t, 12*G)
 		cr := startCreates(e, fmt.Sprintf("round%d", round), perRound, 8)

@@ -24,13 +24,14 @@ const G = harness.GiB
 // before its first start, grown online when `docker run` wins the race, kept across stop and
 // start, `docker restart` and a dockerd restart, and removed cleanly.
 //
-// The fast suite runs 2 stop/start cycles on xfs; `make test-long` 30, and ext4 too. ext4's
-// sizing before the first start and its online growth are the same code as xfs' but for the
-// filesystem's grow (TestCLIGrowOnline grows ext4 online in the fast suite).
+// The fast suite runs 2 stop/start cycles on loop-lvm and xfs; `make test-long` 30, on
+// direct-lvm and on ext4 too. The sizing is the same code on both pool kinds and both
+// filesystems but for the filesystem's grow (TestCLIGrowOnline grows ext4 online, and
+// TestDirectLVMEngine and TestGuardDirectLVM run direct-lvm, in the fast suite).
 func TestDmSizeLifecycle(t *testing.T) {
-	setups := []harness.Setup{{Kind: "loop-lvm", FS: "xfs"}, {Kind: "direct-lvm", FS: "xfs"}}
+	setups := []harness.Setup{{Kind: "loop-lvm", FS: "xfs"}}
 	if harness.Long() {
-		setups = append(setups, harness.Setup{Kind: "loop-lvm", FS: "ext4"}, harness.Setup{Kind: "direct-lvm", FS: "ext4"})
+		setups = append(setups, harness.Setup{Kind: "direct-lvm", FS: "xfs"}, harness.Setup{Kind: "loop-lvm", FS: "ext4"}, harness.Setup{Kind: "direct-lvm", FS: "ext4"})
 	}
 	cycles := harness.Pick(2, 30)
 	for _, s := range setups {
@@ -168,30 +169,38 @@ func TestDmSizeBadLabels(t *testing.T) {
 	e := harness.StartEngine(t, harness.Setup{Kind: "loop-lvm", DataSize: "20G"})
 	e.ImportBusybox()
 	e.InstallDmsize("MAX_SIZE=100G", "OVERCOMMIT=1.5")
-	for _, tc := range []struct{ name, label, reason string }{
+	cases := []struct{ name, label, reason string }{
 		{"malformed", "42X", "not a size in Docker's grammar"},
 		{"zero", "0", "must be positive"},
 		{"negative", "-1G", "not a size"},
 		{"smaller", "5G", "smaller than the current size"},
 		{"overmax", "200G", "above the plugin's maximum 100GiB"},
 		{"overpool", "40G", "the pool cannot hold it"},
-	} {
+	}
+	// All six run side by side; then each is checked.
+	ids := make([]string, len(cases))
+	for i, tc := range cases {
+		ids[i] = e.Docker("run", "-d", "--name", "bad-"+tc.name, "--network", "none", "--label", "dm.size="+tc.label, "busybox", "sleep", "3600")
+	}
+	for _, tc := range cases {
+		e.WaitFor("the plugin to log the rejection of bad-"+tc.name, 30*time.Second, func() bool {
+			return harness.CountLines(e.DaemonLog(), "bad-"+tc.name, "dm.size="+tc.label, tc.reason) > 0
+		})
+	}
+	// Let a second event (start) pass; each line must still be there once.
+	time.Sleep(2 * time.Second)
+	running := e.Docker(append([]string{"inspect", "--format", "{{.State.Running}}"}, ids...)...)
+	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			name := "bad-" + tc.name
-			id := e.Docker("run", "-d", "--name", name, "--network", "none", "--label", "dm.size="+tc.label, "busybox", "sleep", "3600")
-			e.WaitFor("the plugin to log the rejection", 30*time.Second, func() bool {
-				return harness.CountLines(e.DaemonLog(), name, "dm.size="+tc.label, tc.reason) > 0
-			})
-			// Let a second event (start) pass; the line must still be there once.
-			time.Sleep(2 * time.Second)
 			if n := harness.CountLines(e.DaemonLog(), name, "dm.size="+tc.label+" rejected"); n != 1 {
 				t.Fatalf("%d log lines about %s, want 1", n, name)
 			}
-			if got := e.ExecRootSize(id); !harness.About(got, 10*G) {
+			if got := e.With(t).ExecRootSize(ids[i]); !harness.About(got, 10*G) {
 				t.Fatalf("container runs at %d bytes, want its base 10 GiB", got)
 			}
-			if state := e.Docker("inspect", "--format", "{{.State.Running}}", id); state != "true" {
-				t.Fatalf("container not running: %s", state)
+			if state := strings.Fields(running); len(state) != len(ids) || state[i] != "true" {
+				t.Fatalf("container not running: %q", running)
 			}
 		})
 	}
@@ -206,7 +215,7 @@ func TestDmSizeStrictMode(t *testing.T) {
 	e.ImportBusybox()
 	e.InstallDmsize()
 	e.Strict()
-	for i := 0; i < 3; i++ {
+	for i := 0; i < harness.Pick(1, 3); i++ {
 		out := e.Docker("run", "--rm", "--network", "none", "--label", "dm.size=42G", "busybox", "df", "-P", "-k", "/")
 		if got := harness.ParseDfKiB(t, out); !harness.About(got, 42*G) {
 			t.Fatalf("strict docker run %d: first df %d bytes, want 42 GiB", i, got)
@@ -234,9 +243,9 @@ func TestDmSizeStrictMode(t *testing.T) {
 	e.Docker("run", "--rm", "--network", "none", "busybox", "true")
 
 	// docker rm: the hold is let go before the engine deletes, so nothing is left to retry.
-	// Until session 6 the kernel completed the removal the engine asked for at stop on a work
+	// Left to the kernel, the removal the engine asked for at stop would complete on a work
 	// queue once dmsize let go, and the engine's delete could meet the thin device still open
-	// in the pool: dmsize now removes it itself (graphdriver.Backend.Release).
+	// in the pool: dmsize removes it itself (graphdriver.Backend.Release).
 	for i := 0; i < 3; i++ {
 		id := e.Docker("create", "--network", "none", "--label", "dm.size=20G", "busybox", "true")
 		dev := e.DeviceOf(id)
@@ -322,9 +331,10 @@ services:
 // An engine without deferred removal would re-create a grown device too small after a stop;
 // one without deferred deletion could not remove a container whose device dmsize holds. On
 // either the plugin says at start what to change, sizes nothing, and every container can be
-// stopped and removed.
+// stopped and removed. The fast suite runs the engine without deferred removal (the same check
+// and refusal, another option); `make test-long` both.
 func TestDmSizeNeedsDeferredRemovalAndDeletion(t *testing.T) {
-	for _, c := range []struct {
+	cases := []struct {
 		name   string
 		setup  harness.Setup
 		status string // docker info's line that is false
@@ -333,7 +343,8 @@ func TestDmSizeNeedsDeferredRemovalAndDeletion(t *testing.T) {
 	}{
 		{"removal", harness.Setup{Kind: "loop-lvm", NoDeferredRemoval: true}, "Deferred Removal Enabled", "deferred device removal", "dm.use_deferred_removal=true"},
 		{"deletion", harness.Setup{Kind: "loop-lvm", NoDeferredDeletion: true}, "Deferred Deletion Enabled", "deferred device deletion", "dm.use_deferred_deletion=true"},
-	} {
+	}
+	for _, c := range cases[:harness.Pick(1, len(cases))] {
 		t.Run(c.name, func(t *testing.T) {
 			e := harness.StartEngine(t, c.setup)
 			if st := e.DriverStatus()[c.status]; st != "false" {

@@ -30,7 +30,9 @@ func TestVolumes(t *testing.T) {
 	// guard subtest's fill makes it grow.
 	e.InstallDmsize("VOLUME_POOL_SIZE=1G")
 	t.Run("lifecycle", func(t *testing.T) { volumeLifecycle(t, e.With(t)) })
-	t.Run("guard", func(t *testing.T) { volumeGuard(t, e.With(t)) })
+	if harness.Long() { // the guard's fills in the fast suite: TestGuardLoopData and the like
+		t.Run("guard", func(t *testing.T) { volumeGuard(t, e.With(t)) })
+	}
 	t.Run("bad-options", func(t *testing.T) { volumeBadOptions(t, e.With(t)) })
 	t.Run("crash", func(t *testing.T) { volumeCrashes(t, e.With(t)) })
 	t.Run("stale-mounts", func(t *testing.T) { volumeStaleMounts(t, e.With(t)) })

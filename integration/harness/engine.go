@@ -39,7 +39,7 @@ type Setup struct {
 	// blocks before deleting it: it activates the device again, opens it, and the close wakes
 	// udev, whose blkid can still have it open when the delete comes (EBUSY: marked deleted,
 	// retried 30 s later). That is the stock engine's race, 1 docker rm in 15 without dmsize
-	// (session 7); a test of what dmsize adds to a removal turns it off.
+	// (measured in the VM); a test of what dmsize adds to a removal turns it off.
 	NoBlkDiscard bool
 }
 
