@@ -323,16 +323,22 @@ func TestClientCutAnswer(t *testing.T) {
 	}
 }
 
-func TestClientTimeout(t *testing.T) {
+// stalled serves each request with start, then answers nothing more until the test ends.
+func stalled(t *testing.T, start func(http.ResponseWriter)) *Client {
 	release := make(chan struct{})
 	c := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		start(w)
 		select {
 		case <-release:
 		case <-r.Context().Done():
 		}
 	})
-	defer close(release)
+	t.Cleanup(func() { close(release) })
+	return c
+}
 
+func TestClientTimeout(t *testing.T) {
+	c := stalled(t, func(http.ResponseWriter) {})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -357,18 +363,12 @@ func TestClientTimeout(t *testing.T) {
 
 // The deadline passes while the answer's body is read: timed out, not unreachable.
 func TestClientTimeoutInBody(t *testing.T) {
-	release := make(chan struct{})
-	c := serve(t, func(w http.ResponseWriter, r *http.Request) {
+	c := stalled(t, func(w http.ResponseWriter) {
 		w.Header().Set("Content-Length", "100")
 		w.WriteHeader(http.StatusOK)
 		io.WriteString(w, `{"plugin"`)
 		http.NewResponseController(w).Flush()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
 	})
-	defer close(release)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := c.Version(ctx)

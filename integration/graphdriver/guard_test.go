@@ -82,9 +82,8 @@ func TestGuardLoopMetadata(t *testing.T) {
 
 // The control experiment: with GUARD=off a write twice the pool's size fails, as in the seed's
 // incident, so the guard is what makes the difference. The kernel holds writes to a full pool
-// for no_space_timeout before it fails them; 10 s instead of 60 s keeps the test short. A
-// 1 GiB pool and 2 GiB (not TestGuardLoopData's 3 and 6): the same failure, a third of the
-// writing, and the suite keeps one long fill per pool kind.
+// for no_space_timeout before it fails them; 10 s instead of 60 s keeps the test short: 2 GiB
+// into a 1 GiB pool, as TestGuardLoopData writes with the guard on. `make test-long` only.
 func TestGuardOffShowsTheFailure(t *testing.T) {
 	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "1G"}, "GUARD=off")
 	shortNoSpaceTimeout(t)
