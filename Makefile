@@ -101,9 +101,7 @@ define payload
 	echo $(2) > $(1)/profile
 	printf "DMSIZE_RUN='%s'\nDMSIZE_SKIP='%s'\nDMSIZE_BENCH='%s'\nDMSIZE_BENCHTIME='%s'\nDMSIZE_VOLUMES='%s'\nDMSIZE_SHARED_ROOT='%s'\nDMSIZE_LONG='%s'\n" '$(DMSIZE_RUN)' '$(DMSIZE_SKIP)' '$(DMSIZE_BENCH)' '$(DMSIZE_BENCHTIME)' '$(DMSIZE_VOLUMES)' '$(DMSIZE_SHARED_ROOT)' '$(DMSIZE_LONG)' > $(1)/env
 	ln -s guest/$(3) $(1)/run
-	for pkg in $(4); do \
-		$(GO) test -c -tags vmtest -o $(1)/tests/$$(basename $$pkg).test $$pkg || exit 1; \
-	done
+	$(if $(strip $(4)),$(GO) test -c -tags vmtest -o $(1)/tests/ $(4))
 endef
 
 ## payload-PROFILE: build/payload-PROFILE, also what the Vagrant box runs (see Vagrantfile)

@@ -30,7 +30,7 @@ var poolSteps = []string{"pool-file-grown", "pool-loop-refreshed"}
 // and engine (sizer.TestCrashAfterEachStep). `make test-long` kills at every step, for a created
 // container and for a running one.
 func TestCrashSizerSteps(t *testing.T) {
-	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"})
+	e, pool := guardedShared(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"})
 	if harness.Long() {
 		crashSteps(t, e, pool, sizerSteps)
 		return
@@ -136,6 +136,54 @@ func checkAfterCrash(t *testing.T, e *harness.Engine, pool, id string) {
 	e.Docker("rm", "-f", id)
 }
 
+// Labelled creates from 8 goroutines, the plugin SIGKILLed twice while they run: every
+// container's device ends up at its size, and the plugin's memory and goroutines say nothing
+// piles up. 12 creates in the fast suite, 200 in `make test-long`.
+func TestCrashBurst(t *testing.T) {
+	e, pool := guardedShared(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"})
+	n := int32(harness.Pick(12, 200))
+	sizedAt := watchSized(t, 12*G)
+	cr := startCreates(e, "burst", int(n), 8)
+	for _, at := range []int32{n / 3, 2 * n / 3} {
+		for cr.done.Load() < at {
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("after %d creates: plugin SIGKILLed, back in %v", at, e.KillPlugin().Round(time.Millisecond))
+	}
+	ids := cr.wait(t)
+	t.Logf("%d creates from 8 goroutines in %v", n, time.Since(cr.start).Round(time.Millisecond))
+
+	devs := devicesOf(t, e, ids)
+	took := waitAllSized(t, sizedAt, devs, 10*time.Minute)
+	t.Logf("all %d devices at 12G %v after the first create (%v after the last)", n, took.Round(time.Millisecond), time.Since(cr.end).Round(time.Millisecond))
+	logLatencies(t, cr, devs, sizedAt)
+	lengths, err := harness.DeviceLengths()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, dev := range devs {
+		if lengths[dev] != 12*G/512 {
+			t.Errorf("container %s: device %s is %d sectors now, want 12 GiB", id[:12], dev, lengths[dev])
+		}
+	}
+	for _, id := range ids {
+		if ok, rec := harness.RecordApplied(id); !ok {
+			t.Errorf("container %s: the record does not say applied: %s", id, rec)
+		}
+	}
+	e.WaitFor("the sizer's queue to drain", time.Minute, func() bool { return metricIs("dmsize_sizer_queue", 0) })
+	m := metrics(t)
+	t.Logf("after the burst: RSS %.1f MiB, %v goroutines, %v lock entries, queue %v",
+		m["process_resident_memory_bytes"]/(1<<20), m["go_goroutines"], m["dmsize_sizer_locks"], m["dmsize_sizer_queue"])
+	// The first start of some of them (3 in the fast suite, 10 in the long) sees the size.
+	for i := 0; i < len(ids); i += max(len(ids)/harness.Pick(3, 10), 1) {
+		if got := e.StartDf(ids[i]); !harness.About(got, 12*G) {
+			t.Errorf("container %d: first start sees %d bytes, want 12 GiB", i, got)
+		}
+	}
+	checkHealthy(t, pool, false)
+}
+
 // Kill -9 in the middle of a loop-lvm pool extension: the restarted guard extends again, the
 // writer that forced the extension finishes, and the pool needs no check. The fast suite kills
 // after the file grew; `make test-long` at each step.
@@ -195,54 +243,6 @@ func TestCrashPoolExtension(t *testing.T) {
 			e.Docker("rm", name)
 		})
 	}
-}
-
-// Labelled creates from 8 goroutines, the plugin SIGKILLed twice while they run: every
-// container's device ends up at its size, and the plugin's memory and goroutines say nothing
-// piles up. 12 creates in the fast suite, 200 in `make test-long`.
-func TestCrashBurst(t *testing.T) {
-	e, pool := guarded(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"})
-	n := int32(harness.Pick(12, 200))
-	sizedAt := watchSized(t, 12*G)
-	cr := startCreates(e, "burst", int(n), 8)
-	for _, at := range []int32{n / 3, 2 * n / 3} {
-		for cr.done.Load() < at {
-			time.Sleep(20 * time.Millisecond)
-		}
-		t.Logf("after %d creates: plugin SIGKILLed, back in %v", at, e.KillPlugin().Round(time.Millisecond))
-	}
-	ids := cr.wait(t)
-	t.Logf("%d creates from 8 goroutines in %v", n, time.Since(cr.start).Round(time.Millisecond))
-
-	devs := devicesOf(t, e, ids)
-	took := waitAllSized(t, sizedAt, devs, 10*time.Minute)
-	t.Logf("all %d devices at 12G %v after the first create (%v after the last)", n, took.Round(time.Millisecond), time.Since(cr.end).Round(time.Millisecond))
-	logLatencies(t, cr, devs, sizedAt)
-	lengths, err := harness.DeviceLengths()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for id, dev := range devs {
-		if lengths[dev] != 12*G/512 {
-			t.Errorf("container %s: device %s is %d sectors now, want 12 GiB", id[:12], dev, lengths[dev])
-		}
-	}
-	for _, id := range ids {
-		if ok, rec := harness.RecordApplied(id); !ok {
-			t.Errorf("container %s: the record does not say applied: %s", id, rec)
-		}
-	}
-	e.WaitFor("the sizer's queue to drain", time.Minute, func() bool { return metricIs("dmsize_sizer_queue", 0) })
-	m := metrics(t)
-	t.Logf("after the burst: RSS %.1f MiB, %v goroutines, %v lock entries, queue %v",
-		m["process_resident_memory_bytes"]/(1<<20), m["go_goroutines"], m["dmsize_sizer_locks"], m["dmsize_sizer_queue"])
-	// The first start of some of them (3 in the fast suite, 10 in the long) sees the size.
-	for i := 0; i < len(ids); i += max(len(ids)/harness.Pick(3, 10), 1) {
-		if got := e.StartDf(ids[i]); !harness.About(got, 12*G) {
-			t.Errorf("container %d: first start sees %d bytes, want 12 GiB", i, got)
-		}
-	}
-	checkHealthy(t, pool, false)
 }
 
 // Rounds of labelled creates and then `docker rm` leave no record, no lock entry and no device

@@ -199,6 +199,15 @@ func guarded(t *testing.T, s harness.Setup, settings ...string) (*harness.Engine
 	return e, e.DriverStatus()["Pool Name"]
 }
 
+// guardedShared is guarded on an engine the test before may have used (harness.Shared): for
+// tests that leave the pool's size as they found it.
+func guardedShared(t *testing.T, s harness.Setup, settings ...string) (*harness.Engine, string) {
+	t.Helper()
+	e := harness.Shared(t, s, settings...)
+	harness.MustRun(t, "dmesg", "-C")
+	return e, e.DriverStatus()["Pool Name"]
+}
+
 // A pool on devices nothing can grow (dm.thinpooldev on plain device-mapper devices, no LVM):
 // the guard says so at start, and again with the numbers once the pool passes the threshold.
 func TestGuardRawBlockWarns(t *testing.T) {

@@ -40,9 +40,7 @@ func TestDmSizeLifecycle(t *testing.T) {
 }
 
 func lifecycle(t *testing.T, setup harness.Setup, cycles int) {
-	e := harness.StartEngine(t, setup)
-	e.ImportBusybox()
-	e.InstallDmsize()
+	e := harness.Shared(t, setup)
 
 	// docker create, then start: the plugin sizes the device in between, so the very first df
 	// sees 42G.
@@ -102,9 +100,7 @@ func lifecycle(t *testing.T, setup harness.Setup, cycles int) {
 // The same engine then runs TestDmSizeComposeAndSwarm's checks: one engine for both saves the
 // suite a start, an import and an install.
 func TestDmSizeSurvivesPluginRestarts(t *testing.T) {
-	e := harness.StartEngine(t, harness.Setup{Kind: "loop-lvm", FS: "xfs"})
-	e.ImportBusybox()
-	e.InstallDmsize()
+	e := harness.Shared(t, harness.Setup{Kind: "loop-lvm", FS: "xfs"}) // the lifecycle's engine
 	t.Run("restarts", func(t *testing.T) { checkSurvivesPluginRestarts(t, e.With(t)) })
 	t.Run("compose-and-swarm", func(t *testing.T) { checkComposeAndSwarm(t, e.With(t)) })
 }

@@ -104,35 +104,120 @@ func PluginDirFor(s Setup) string {
 // engine is reset when the test ends; if the test failed, the daemon's log tail is attached.
 func StartEngine(t testing.TB, s Setup) *Engine {
 	t.Helper()
+	e := startEngine(t, s)
+	t.Cleanup(func() { e.reset() })
+	return e
+}
+
+// Shared is StartEngine, ImportBusybox and InstallDmsize(settings...) for a test that leaves
+// the engine as it found it but for its containers and volumes: when the test before was
+// Shared with the same set-up, its engine is used again (dmsize installed afresh if the
+// settings differ). At the test's end the engine keeps running for the next test with no
+// container and no volume; if the test failed, or that cleaning fails, it is reset.
+func Shared(t testing.TB, s Setup, settings ...string) *Engine {
+	t.Helper()
+	key := strings.Join(settings, " ")
+	var e *Engine
+	if last.ok && last.setup == s {
+		e = &Engine{t: t, Setup: s, logFrom: daemonLogSize()}
+		t.Logf("engine %s: the one the test before used", s.Kind)
+		if last.settings != key {
+			e.Docker("plugin", "rm", "-f", Plugin)
+			e.InstallDmsize(settings...)
+		}
+	} else {
+		e = startEngine(t, s)
+		e.ImportBusybox()
+		e.InstallDmsize(settings...)
+	}
+	last.setup, last.settings, last.ok = s, key, true
+	t.Cleanup(func() {
+		if !t.Failed() {
+			err := e.tidy()
+			if err == nil {
+				return
+			}
+			t.Logf("the shared engine could not be cleaned for the next test (%v): reset", err)
+		}
+		e.reset()
+	})
+	return e
+}
+
+// last is the engine that a Shared test left running for the next one.
+var last struct {
+	setup    Setup
+	settings string
+	ok       bool
+}
+
+func daemonLogSize() int64 {
+	if st, err := os.Stat(daemonLog); err == nil {
+		return st.Size()
+	}
+	return 0
+}
+
+func startEngine(t testing.TB, s Setup) *Engine {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("VM integration tests run as root inside the test VM (make test)")
 	}
+	last.ok = false
 	t0 := time.Now()
 	MustRun(t, "dmsize-engine", "reset")
 	reset := time.Since(t0)
 	// The daemon's log file outlives engines: this engine's part starts here.
-	var from int64
-	if st, err := os.Stat(daemonLog); err == nil {
-		from = st.Size()
-	}
+	from := daemonLogSize()
 	MustRun(t, append([]string{"dmsize-engine", "start"}, s.args()...)...)
 	t.Logf("engine %s: reset %v, started %v", s.Kind, reset.Round(100*time.Millisecond), (time.Since(t0) - reset).Round(100*time.Millisecond))
-	e := &Engine{t: t, Setup: s, logFrom: from}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, f := range []string{"dockerd.log", "containerd.log"} {
-				// The daemons' own gRPC chatter says nothing about a failure.
-				sh := "grep -v -e module=grpc -e 'loading plugin' /var/log/dmsize-engine/" + f + " | tail -n 40"
-				if out, err := exec.Command("sh", "-c", sh).Output(); err == nil && len(out) > 0 {
-					t.Logf("--- tail of %s:\n%s", f, out)
-				}
+	return &Engine{t: t, Setup: s, logFrom: from}
+}
+
+// reset stops and wipes the engine, with the daemons' log tails if the test failed.
+func (e *Engine) reset() {
+	t := e.t
+	last.ok = false
+	if t.Failed() {
+		for _, f := range []string{"dockerd.log", "containerd.log"} {
+			// The daemons' own gRPC chatter says nothing about a failure.
+			sh := "grep -v -e module=grpc -e 'loading plugin' /var/log/dmsize-engine/" + f + " | tail -n 40"
+			if out, err := exec.Command("sh", "-c", sh).Output(); err == nil && len(out) > 0 {
+				t.Logf("--- tail of %s:\n%s", f, out)
 			}
 		}
-		if out, err := Run("dmsize-engine", "reset"); err != nil {
-			t.Errorf("resetting the engine: %v\n%s", err, out)
+	}
+	if out, err := Run("dmsize-engine", "reset"); err != nil {
+		t.Errorf("resetting the engine: %v\n%s", err, out)
+	}
+}
+
+// tidy removes every container and volume and enables dmsize if the test left it disabled.
+func (e *Engine) tidy() error {
+	if out, err := Run("docker", "plugin", "inspect", "--format", "{{.Enabled}}", Plugin); err != nil {
+		return err
+	} else if out != "true" {
+		if out, err := Run("docker", "plugin", "enable", Plugin); err != nil {
+			return fmt.Errorf("%v: %s", err, out)
 		}
-	})
-	return e
+	}
+	for _, list := range [][]string{{"ps", "-aq"}, {"volume", "ls", "-q"}} {
+		out, err := Run(append([]string{"docker"}, list...)...)
+		if err != nil || out == "" {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		rm := []string{"docker", "rm", "-f"}
+		if list[0] == "volume" {
+			rm = []string{"docker", "volume", "rm", "-f"}
+		}
+		if out, err := Run(append(rm, strings.Fields(out)...)...); err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+	}
+	return nil
 }
 
 // Docker runs the docker CLI and returns its trimmed output; a failure fails the test.
