@@ -1,6 +1,7 @@
 package snapshotter
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -141,5 +142,21 @@ func TestSyncProvesTheSnapshot(t *testing.T) {
 	}
 	if devs["pool-snap-7"].Size != 10<<30 || devs["pool-snap-8"].Size != 10<<30 || devs["pool-snap-6"].Size != 24<<30 {
 		t.Errorf("containerd's records after Sync: %+v", devs)
+	}
+}
+
+// Where containerd's records are is kept beside the sizes, not among them: the sizes' directory
+// is empty once every sized device is gone (the VM test waits for that after docker rm).
+func TestRecordsLocationOutsideSizes(t *testing.T) {
+	state := t.TempDir()
+	if err := saveRecords(state, Records{Root: "/r", Pool: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(SizesDir(state)); len(ents) != 0 {
+		t.Fatalf("%s holds %d entries, want none", SizesDir(state), len(ents))
+	}
+	r, err := loadRecords(state)
+	if err != nil || r.Root != "/r" || r.Pool != "p" {
+		t.Fatalf("loadRecords: %+v %v", r, err)
 	}
 }

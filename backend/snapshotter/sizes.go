@@ -110,8 +110,9 @@ func prune(r *Records, store sizeStore, sizes []Size, log logrus.FieldLogger) ([
 }
 
 // recordsFile is where New tells Repair, which runs before the engine answers, where
-// containerd's records are (a JSON {root, pool}), in SizesDir.
-const recordsFile = "containerd.json"
+// containerd's records are (a JSON {root, pool}), in the state directory: SizesDir holds the
+// sizes alone, and is empty once every sized container is gone.
+const recordsFile = "containerd-records.json"
 
 type recordsAt struct {
 	Root string `json:"root"`
@@ -119,16 +120,16 @@ type recordsAt struct {
 }
 
 func saveRecords(stateDir string, r Records) error {
-	if err := os.MkdirAll(SizesDir(stateDir), 0o700); err != nil {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return err
 	}
 	b, _ := json.Marshal(recordsAt{r.Root, r.Pool})
-	return atomicfile.Write(filepath.Join(SizesDir(stateDir), recordsFile), append(b, '\n'), 0o600)
+	return atomicfile.Write(filepath.Join(stateDir, recordsFile), append(b, '\n'), 0o600)
 }
 
 // loadRecords is the records saveRecords saved, copied as the plugin's copies.
 func loadRecords(stateDir string) (Records, error) {
-	b, err := os.ReadFile(filepath.Join(SizesDir(stateDir), recordsFile))
+	b, err := os.ReadFile(filepath.Join(stateDir, recordsFile))
 	if err != nil {
 		return Records{}, err
 	}

@@ -166,11 +166,18 @@ func TestCrashBurst(t *testing.T) {
 			t.Errorf("container %s: device %s is %d sectors now, want 12 GiB", id[:12], dev, lengths[dev])
 		}
 	}
-	for _, id := range ids {
-		if ok, rec := harness.RecordApplied(id); !ok {
-			t.Errorf("container %s: the record does not say applied: %s", id, rec)
+	// A device reaches its size before its filesystem grows and its record says so: wait for
+	// the records, bounded.
+	var notApplied []string
+	e.WaitFor("every record to say applied", 2*time.Minute, func() bool {
+		notApplied = notApplied[:0]
+		for _, id := range ids {
+			if ok, rec := harness.RecordApplied(id); !ok {
+				notApplied = append(notApplied, rec)
+			}
 		}
-	}
+		return len(notApplied) == 0
+	})
 	e.WaitFor("the sizer's queue to drain", time.Minute, func() bool { return metricIs("dmsize_sizer_queue", 0) })
 	m := metrics(t)
 	t.Logf("after the burst: RSS %.1f MiB, %v goroutines, %v lock entries, queue %v",

@@ -115,9 +115,17 @@ func TestGuardOffShowsTheFailure(t *testing.T) {
 func TestGuardDirectLVM(t *testing.T) {
 	e, pool := guarded(t, harness.Setup{Kind: "direct-lvm", FS: "xfs", DataSize: "1G", MetaSize: "64M", VGSize: "4G", NoAutoextend: true})
 	took := fill(t, e, "data-2g", 2048)
-	after := poolStatus(t, pool)
+	// An extension that began as the writer finished has LVM's size before the kernel's table:
+	// wait for the two to agree, bounded.
+	var after poolState
+	var lv string
+	e.WaitFor("the LV and the pool's table to agree", time.Minute, func() bool {
+		after = poolStatus(t, pool)
+		lv = harness.MustRun(t, "lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", "docker/thinpool")
+		n, _ := strconv.ParseInt(strings.TrimSpace(lv), 10, 64)
+		return n == after.dataTotal
+	})
 	ok := metric(t, `dmsize_pool_extensions_total{part="data",pool="`+pool+`",result="ok"}`)
-	lv := harness.MustRun(t, "lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", "docker/thinpool")
 	t.Logf("wrote 2 GiB in %v; LV docker/thinpool now %s bytes, pool data %s, %v extensions", took.Round(time.Millisecond), strings.TrimSpace(lv), gibs(after.dataTotal), ok)
 	if after.dataTotal < 2*G || ok < 2 {
 		t.Fatalf("pool data %d bytes after %v extensions", after.dataTotal, ok)
