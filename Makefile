@@ -21,7 +21,7 @@ DMSIZE_SHARED_ROOT ?=
 DMSIZE_LONG ?=
 # Whole-VM limit (seconds) of vm-test-PROFILE and of each shard of `make test` (fast) and
 # `make test-long`: a hung guest is killed and reported with its console tail.
-VM_TIMEOUT ?= 1800
+VM_TIMEOUT ?= 3600
 VM_TIMEOUT_LONG ?= 7200
 
 export CGO_ENABLED := 0

@@ -156,7 +156,10 @@ func TestGuardDirectLVMNoRoom(t *testing.T) {
 	})
 	txBefore := poolStatus(t, pool).transaction
 	// Fill the pool past the threshold: the guard takes what the VG has left, then is stuck.
-	fill(t, e, "filler", 900)
+	// To about 85 % of the 1120 MiB the pool has then (its 512 KiB chunks and the image take about
+	// 110 MiB beside the files): past the threshold, and short of the 10 % the engine keeps free
+	// for creates (dm.min_free_space), which the create below needs.
+	fill(t, e, "filler", 780)
 	e.WaitFor("the guard to say it is stuck", 30*time.Second, func() bool { return metric(t, "dmsize_pool_extension_blocked") == 1 })
 	// dm.size growth that would over-commit is refused, naming the guard's reason.
 	e.Docker("run", "-d", "--name", "wants-42g", "--network", "none", "--label", "dm.size=42G", "busybox", "sleep", "3600")
