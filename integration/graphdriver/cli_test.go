@@ -164,7 +164,7 @@ func TestCLI(t *testing.T) {
 
 	// A dockerd restart keeps every size; no hold is needed after it.
 	e.Restart()
-	e.WaitFor("the plugin to come back", time.Minute, func() bool { return harness.PluginPID() != 0 })
+	e.WaitFor("the plugin to come back", 3*time.Minute, func() bool { return harness.PluginPID() != 0 })
 	e.Docker("start", run)
 	if got := e.ExecRootSize(run); !harness.About(got, 20*G) {
 		t.Fatalf("web after a dockerd restart: %d bytes", got)

@@ -75,7 +75,7 @@ func lifecycle(t *testing.T, setup harness.Setup, cycles int) {
 
 	// A dockerd restart: the engine now reads the rewritten size; no hold is needed any more.
 	e.Restart()
-	e.WaitFor("the plugin to come back", 60*time.Second, func() bool { return harness.PluginPID() != 0 })
+	e.WaitFor("the plugin to come back", 3*time.Minute, func() bool { return harness.PluginPID() != 0 })
 	if got := e.CachedSize(id); got != 42*G {
 		t.Fatalf("after a dockerd restart the engine's DeviceSize is %d, want 42 GiB", got)
 	}

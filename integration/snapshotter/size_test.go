@@ -115,7 +115,7 @@ func snapshotterLifecycle(t *testing.T, fs string, all bool) {
 	if all {
 		// containerd and dockerd restart: the devices stay active at their sizes.
 		e.Restart()
-		e.WaitFor("the plugin to come back", 60*time.Second, func() bool { return harness.PluginPID() != 0 })
+		e.WaitFor("the plugin to come back", 3*time.Minute, func() bool { return harness.PluginPID() != 0 })
 		e.WaitFor("the restart-policy container to run", 60*time.Second, func() bool {
 			out, err := e.TryDocker("inspect", "--format", "{{.State.Running}}", running)
 			return err == nil && out == "true"
