@@ -4,8 +4,15 @@
 # containerd flavor as REGISTRY/dmsize-containerd:… from CONTAINERD_DIR. Needs a Docker engine
 # (any storage driver) that may push to REGISTRY (`docker login` first if it asks).
 #
-#   rootfs/push.sh REGISTRY VERSION DIR [LVM_DIR [CONTAINERD_DIR]]   (make push REGISTRY=… VERSION=…)
+#   rootfs/push.sh [--no-latest] REGISTRY VERSION DIR [LVM_DIR [CONTAINERD_DIR]]
+#                                       (make push REGISTRY=… VERSION=…)
+#
+# --no-latest pushes VERSION only and leaves :latest where it is (a release candidate).
 set -euo pipefail
+tags=latest
+if [ "${1:-}" = --no-latest ]; then
+	tags= && shift
+fi
 reg=${1:?usage: push.sh REGISTRY VERSION DIR [LVM_DIR [CONTAINERD_DIR]]} ver=${2:?} dir=${3:?} lvm=${4:-} ctrd=${5:-}
 [ -f "$dir/config.json" ] || { echo "push: $dir has no config.json (make plugin)" >&2; exit 2; }
 
@@ -26,7 +33,7 @@ push() { # push NAME DIR: create, push, and remove the local copy again
 	echo "push: $1"
 }
 
-for tag in "$ver" latest; do
+for tag in "$ver" $tags; do
 	push "$reg/dmsize:$tag" "$dir"
 	if [ -n "$lvm" ]; then
 		push "$reg/dmsize-lvm:$tag" "$lvm"

@@ -33,7 +33,9 @@ func cli(t *testing.T, want int, args ...string) string {
 var writer = []string{"sh", "-c", "i=0; while :; do dd if=/dev/zero of=/f$((i%4)) bs=256k count=4 conv=fsync 2>/dev/null || echo WRITE-ERROR; i=$((i+1)); done"}
 
 // dmsize grow on ext4: a running container grows online under fsync'd writes. (xfs: TestCLI's
-// first subtest, on its engine.)
+// first subtest, on its engine.) `make test-long` only: the fast suite grows ext4 online in
+// driver/fs (the ioctl), driver/thin (mounted, under writes) and TestSnapshotterLifecycle (a
+// running container, dmsize grow), which leaves this engine's 90 s of set-up to the long one.
 func TestCLIGrowOnline(t *testing.T) {
 	e := harness.StartEngine(t, harness.Setup{Kind: "loop-lvm", FS: "ext4", DataSize: "12G"})
 	e.ImportBusybox()
@@ -67,9 +69,7 @@ func checkGrowOnline(t *testing.T, e *harness.Engine) {
 // its label across a plugin restart, a dry run, each bad request's exit code, status, the
 // pool, a dockerd restart, and the CLI with the plugin disabled.
 func TestCLI(t *testing.T) {
-	e := harness.StartEngine(t, harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "12G"})
-	e.ImportBusybox()
-	e.InstallDmsize("MAX_SIZE=100G")
+	e := harness.Shared(t, sharedLoop, "MAX_SIZE=100G")
 	t.Run("grow-online-xfs", func(t *testing.T) { checkGrowOnline(t, e.With(t)) })
 
 	run := e.Docker("run", "-d", "--name", "web", "--network", "none", "busybox", "sleep", "3600")
@@ -150,14 +150,14 @@ func TestCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(cli(t, 0, "pool", "status", "--format", "json")), &p); err != nil {
 		t.Fatal(err)
 	}
-	if p.DataSizeBytes != 12*G || p.Guard != "on" || p.Kind != "loop-lvm" || p.ProvisionedBytes == 0 {
+	if p.DataSizeBytes != 20*G || p.Guard != "on" || p.Kind != "loop-lvm" || p.ProvisionedBytes == 0 {
 		t.Fatalf("pool status: %+v", p)
 	}
 	t.Logf("dmsize pool extend +1G: %s", cli(t, 0, "pool", "extend", "+1G"))
-	if err := json.Unmarshal([]byte(cli(t, 0, "pool", "status", "--format", "json")), &p); err != nil || p.DataSizeBytes != 13*G {
+	if err := json.Unmarshal([]byte(cli(t, 0, "pool", "status", "--format", "json")), &p); err != nil || p.DataSizeBytes != 21*G {
 		t.Fatalf("after extend +1G: %+v %v", p, err)
 	}
-	if out := cli(t, 0, "pool", "extend", "8G"); !strings.Contains(out, "already") {
+	if out := cli(t, 0, "pool", "extend", "16G"); !strings.Contains(out, "already") {
 		t.Fatalf("extend to a smaller size said %q", out)
 	}
 	cli(t, 1, "pool", "extend", "10T") // over the host's room: MIN_HOST_FREE

@@ -28,8 +28,13 @@ const G = harness.GiB
 // direct-lvm and on ext4 too. The sizing is the same code on both pool kinds and both
 // filesystems but for the filesystem's grow (TestCLIGrowOnline grows ext4 online, and
 // TestDirectLVMEngine and TestGuardDirectLVM run direct-lvm, in the fast suite).
+// sharedLoop is the engine that TestCLI, TestDmSizeLifecycle, TestDmSizeSurvivesPluginRestarts
+// and TestDmSizeBadLabels pass on to each other (harness.Shared), in that order: the test files'
+// order (upgrade_test.go's fresh engine comes after them).
+var sharedLoop = harness.Setup{Kind: "loop-lvm", FS: "xfs", DataSize: "20G"}
+
 func TestDmSizeLifecycle(t *testing.T) {
-	setups := []harness.Setup{{Kind: "loop-lvm", FS: "xfs"}}
+	setups := []harness.Setup{sharedLoop}
 	if harness.Long() {
 		setups = append(setups, harness.Setup{Kind: "direct-lvm", FS: "xfs"}, harness.Setup{Kind: "loop-lvm", FS: "ext4"}, harness.Setup{Kind: "direct-lvm", FS: "ext4"})
 	}
@@ -100,7 +105,7 @@ func lifecycle(t *testing.T, setup harness.Setup, cycles int) {
 // The same engine then runs TestDmSizeComposeAndSwarm's checks: one engine for both saves the
 // suite a start, an import and an install.
 func TestDmSizeSurvivesPluginRestarts(t *testing.T) {
-	e := harness.Shared(t, harness.Setup{Kind: "loop-lvm", FS: "xfs"}) // the lifecycle's engine
+	e := harness.Shared(t, sharedLoop) // the lifecycle's engine
 	t.Run("restarts", func(t *testing.T) { checkSurvivesPluginRestarts(t, e.With(t)) })
 	t.Run("compose-and-swarm", func(t *testing.T) { checkComposeAndSwarm(t, e.With(t)) })
 }
@@ -162,9 +167,7 @@ func checkSurvivesPluginRestarts(t *testing.T, e *harness.Engine) {
 // Bad labels never break a container: it runs at its current size, and the plugin logs one
 // line naming the container, the label and the reason.
 func TestDmSizeBadLabels(t *testing.T) {
-	e := harness.StartEngine(t, harness.Setup{Kind: "loop-lvm", DataSize: "20G"})
-	e.ImportBusybox()
-	e.InstallDmsize("MAX_SIZE=100G", "OVERCOMMIT=1.5")
+	e := harness.Shared(t, sharedLoop, "MAX_SIZE=100G", "OVERCOMMIT=1.5")
 	cases := []struct{ name, label, reason string }{
 		{"malformed", "42X", "not a size in Docker's grammar"},
 		{"zero", "0", "must be positive"},

@@ -43,6 +43,7 @@ func volumesInLVMPool(t *testing.T, e *harness.Engine) {
 	// 512 MiB, no autoextension of LVM's own: the guard is what grows it.
 	harness.MustRun(t, "lvcreate", "-qq", "--yes", "--type", "thin-pool", "-L", "512M", "-n", "volumes", "docker")
 	e.InstallDmsize("VOLUME_POOL=" + volumePoolLV)
+	checkLVMFlavor(t, e, harness.Plugin)
 	// dockerd copies the plugin's log lines into its own as they come, after the enable.
 	e.WaitFor(`the plugin's "volumes: ready" line naming `+volumePoolLV, 30*time.Second, func() bool {
 		return harness.CountLines(e.DaemonLog(), "volumes: ready", volumePoolLV) > 0
