@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -86,7 +87,23 @@ func (c copyDir) view(path string, fn func(*bolt.Tx) error) error {
 	return fmt.Errorf("%s: %w (%d attempts)", path, err, copyAttempts)
 }
 
-func view(path string, fn func(*bolt.Tx) error) error {
+// view reads the database at path. A corrupted database can make bbolt loop forever (checkTree
+// refuses those first), panic or fault on its mapping; each is this read's error, never the
+// plugin's end (TestBadInputRecords).
+func view(path string, fn func(*bolt.Tx) error) (err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := checkTree(b); err != nil {
+		return fmt.Errorf("%s: corrupted: %w", path, err)
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s: corrupted: %v", path, p)
+		}
+	}()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		return err
