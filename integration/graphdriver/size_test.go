@@ -263,6 +263,20 @@ func TestDmSizeStrictMode(t *testing.T) {
 	if out := e.Docker("info", "--format", "{{json .Plugins.Authorization}}"); !strings.Contains(out, "dmsize") {
 		t.Fatalf("engine authorization plugins: %s", out)
 	}
+
+	// Swarm tasks: the engine creates them itself, past the authorization plugin, and the event
+	// stream sizes them as in events mode; a bad label leaves the task at its size, logged.
+	swarmInit(t, e)
+	task := serviceTask(t, e, "strict-sized", "42G")
+	t.Logf("strict mode, swarm task: 42G reached in %v", e.WaitRootSize(task, 42*G*95/100, 60*time.Second))
+	bad := serviceTask(t, e, "strict-bad", "42X")
+	e.WaitFor("the bad label's log line", 60*time.Second, func() bool {
+		return harness.CountLines(e.DaemonLog(), bad[:12], "dm.size=42X rejected") > 0
+	})
+	if got := e.ExecRootSize(bad); !harness.About(got, 10*G) {
+		t.Fatalf("strict mode, swarm task with dm.size=42X: %d bytes, want the base 10 GiB", got)
+	}
+	e.Docker("service", "rm", "strict-sized", "strict-bad")
 }
 
 // rawCreate posts a container create with label dm.size to the engine's socket, its request
@@ -309,6 +323,15 @@ services:
 	t.Logf("compose: 42G reached in %v", e.WaitRootSize(web, 42*G*95/100, 30*time.Second))
 	harness.MustRun(t, "docker-compose", "--project-directory", dir, "-f", filepath.Join(dir, "docker-compose.yml"), "-p", "dmsizetest", "down")
 
+	swarmInit(t, e)
+	task := serviceTask(t, e, "sized", "42G")
+	t.Logf("swarm task: 42G reached in %v", e.WaitRootSize(task, 42*G*95/100, 30*time.Second))
+	e.Docker("service", "rm", "sized")
+}
+
+// swarmInit makes the engine a one-node swarm for the rest of the test.
+func swarmInit(t *testing.T, e *harness.Engine) {
+	t.Helper()
 	// Swarm wants an address to advertise; a dummy interface gives one with no traffic.
 	harness.MustRun(t, "ip", "link", "add", "dmsize0", "type", "dummy")
 	t.Cleanup(func() { harness.Run("ip", "link", "del", "dmsize0") })
@@ -316,15 +339,20 @@ services:
 	harness.MustRun(t, "ip", "link", "set", "dmsize0", "up")
 	e.Docker("swarm", "init", "--advertise-addr", "10.213.0.1")
 	t.Cleanup(func() { harness.Run("docker", "swarm", "leave", "--force") })
-	e.Docker("service", "create", "--detach", "--no-resolve-image", "--name", "sized", "--network", "host",
-		"--container-label", "dm.size=42G", "--restart-condition", "none", "busybox", "sleep", "3600")
+}
+
+// serviceTask creates service name with --container-label dm.size=label and returns its task's
+// container.
+func serviceTask(t *testing.T, e *harness.Engine, name, label string) string {
+	t.Helper()
+	e.Docker("service", "create", "--detach", "--no-resolve-image", "--name", name, "--network", "host",
+		"--container-label", "dm.size="+label, "--restart-condition", "none", "busybox", "sleep", "3600")
 	var task string
 	e.WaitFor("the service's task container", 120*time.Second, func() bool {
-		task = e.Docker("ps", "-q", "--filter", "label=com.docker.swarm.service.name=sized")
+		task = e.Docker("ps", "-q", "--filter", "label=com.docker.swarm.service.name="+name)
 		return task != ""
 	})
-	t.Logf("swarm task: 42G reached in %v", e.WaitRootSize(task, 42*G*95/100, 30*time.Second))
-	e.Docker("service", "rm", "sized")
+	return task
 }
 
 // An engine without deferred removal would re-create a grown device too small after a stop;

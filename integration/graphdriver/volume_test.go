@@ -134,6 +134,30 @@ func volumeLifecycle(t *testing.T, e *harness.Engine) {
 		t.Fatalf("status: %s", status)
 	}
 
+	// A grow whose filesystem step fails (the filesystem remounted read-only, from the
+	// container's side): refused with the reason, the volume still 4G; asked again once the
+	// filesystem is writable, the grow is finished, not taken as already done.
+	pid := e.Docker("inspect", "--format", "{{.State.Pid}}", w2)
+	harness.MustRun(t, "nsenter", "-t", pid, "-m", "mount", "-o", "remount,ro", "/v")
+	if out, errOut, code := harness.CLI("volume", "grow", "data", "5G"); code != 1 {
+		t.Fatalf("dmsize volume grow data 5G on a read-only filesystem: exit %d, want 1\n%s%s", code, out, errOut)
+	} else {
+		t.Logf("dmsize volume grow data 5G, its filesystem read-only -> exit 1: %s", strings.TrimSpace(errOut))
+	}
+	if got := harness.ParseDfKiB(t, e.Docker("exec", w2, "df", "-P", "-k", "/v")); !fsAbout(got, 4*G) {
+		t.Fatalf("df after the failed grow: %d bytes, want about 4 GiB", got)
+	}
+	harness.MustRun(t, "nsenter", "-t", pid, "-m", "mount", "-o", "remount,rw", "/v")
+	if out := cli(t, 0, "volume", "grow", "data", "5G"); strings.Contains(out, "already") {
+		t.Fatalf("the grow asked again after a failed filesystem step said %q", out)
+	} else {
+		t.Logf("dmsize volume grow data 5G, asked again: %s", strings.TrimSpace(out))
+	}
+	if got := harness.ParseDfKiB(t, e.Docker("exec", w2, "df", "-P", "-k", "/v")); !fsAbout(got, 5*G) {
+		t.Fatalf("df after the grow asked again: %d bytes, want about 5 GiB", got)
+	}
+	check("after a failed grow and the grow asked again", w2)
+
 	// The plugin SIGKILLed: the running container keeps its data, a new one mounts the volume.
 	t.Logf("plugin SIGKILLed, back in %v", e.KillPlugin().Round(time.Millisecond))
 	check("after a plugin SIGKILL, the running container", w2)
@@ -151,8 +175,8 @@ func volumeLifecycle(t *testing.T, e *harness.Engine) {
 	if out, err := e.TryDocker("run", "--rm", "--network", "none", "-v", "data:/v", "busybox", "md5sum", "-c", "/v/f.md5"); err != nil {
 		t.Fatalf("after a dockerd restart: %v\n%s", err, out)
 	}
-	if got := volumeDf(t, e, "data"); !fsAbout(got, 4*G) {
-		t.Fatalf("df after a dockerd restart: %d bytes, want about 4 GiB", got)
+	if got := volumeDf(t, e, "data"); !fsAbout(got, 5*G) {
+		t.Fatalf("df after a dockerd restart: %d bytes, want about 5 GiB", got)
 	}
 
 	// xfs.
