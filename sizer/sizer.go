@@ -651,6 +651,9 @@ func (s *Sizer) ReleaseForRemoval(ctx context.Context, ref string) (string, erro
 		return "", nil
 	}
 	s.removing.Store(c.ID, struct{}{})
+	if ok && c.State != "running" && c.State != "paused" && c.State != "restarting" {
+		s.waitUnmounted(rec.Device)
+	}
 	if !ok || !s.Devices.Release(rec.Device) {
 		return c.ID, nil
 	}
@@ -663,6 +666,27 @@ func (s *Sizer) ReleaseForRemoval(ctx context.Context, ref string) (string, erro
 		}
 	}
 	return c.ID, nil
+}
+
+// waitUnmounted waits, bounded, until the engine has let go of a stopped container's device.
+// The engine marks a container exited before it unmounts it, and `docker start -a` returns in
+// between: a `docker rm` right after finds the engine's mount (a second opener) still there.
+// Let go then, and the engine's deactivation would come after dmsize's close; the kernel would
+// complete it from a work queue that the engine's delete races (TestDmSizeStrictMode saw a
+// deferred deletion). So once a mount was seen, wait for the removal the engine asks after it.
+func (s *Sizer) waitUnmounted(device string) {
+	mounted := false
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		st, err := s.Devices.State(device)
+		switch {
+		case err != nil || !st.Exists:
+			return
+		case st.Opens > 1:
+			mounted = true
+		case !mounted || st.Deferred:
+			return
+		}
+	}
 }
 
 // Locks is the number of containers with an operation in flight or waiting (a metric).

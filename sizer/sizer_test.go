@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -511,9 +512,27 @@ func TestStrictModeHelpers(t *testing.T) {
 	}
 	c := r.w.create(1, label("42G"))
 	r.mustEnsure(c.ID, Grown)
+	// The container has just exited: the engine still has its device mounted, and unmounts it
+	// (and asks for its deferred removal) a little later. dmsize lets go only after that.
+	r.w.mu.Lock()
+	r.w.devs[c.Device].opens++ // as the engine's start left it: mounted, no removal pending
+	r.w.devs[c.Device].deferred = false
+	r.w.mu.Unlock()
+	var unmounted atomic.Bool
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		r.w.mu.Lock()
+		r.w.close(c.Device)
+		r.w.deactivate(c.Device)
+		unmounted.Store(true)
+		r.w.mu.Unlock()
+	}()
 	id, err := r.s.ReleaseForRemoval(context.Background(), c.Name)
 	if err != nil || id != c.ID || r.w.Holds() != 0 {
 		t.Fatalf("%s %v holds %d", id, err, r.w.Holds())
+	}
+	if !unmounted.Load() {
+		t.Fatal("dmsize let go of the device before the engine unmounted it")
 	}
 	if _, err := r.s.ReleaseForRemoval(context.Background(), "nosuch"); !errors.Is(err, ErrNotFound) {
 		t.Fatal(err)

@@ -137,8 +137,9 @@ func volumeLifecycle(t *testing.T, e *harness.Engine) {
 	// A grow whose filesystem step fails (the filesystem remounted read-only, from the
 	// container's side): refused with the reason, the volume still 4G; asked again once the
 	// filesystem is writable, the grow is finished, not taken as already done.
+	// From the host, in the container's mount and pid namespaces (its /proc/mounts).
 	pid := e.Docker("inspect", "--format", "{{.State.Pid}}", w2)
-	harness.MustRun(t, "nsenter", "-t", pid, "-m", "mount", "-o", "remount,ro", "/v")
+	harness.MustRun(t, "nsenter", "-t", pid, "-m", "-p", "mount", "-o", "remount,ro", "/v")
 	if out, errOut, code := harness.CLI("volume", "grow", "data", "5G"); code != 1 {
 		t.Fatalf("dmsize volume grow data 5G on a read-only filesystem: exit %d, want 1\n%s%s", code, out, errOut)
 	} else {
@@ -147,7 +148,7 @@ func volumeLifecycle(t *testing.T, e *harness.Engine) {
 	if got := harness.ParseDfKiB(t, e.Docker("exec", w2, "df", "-P", "-k", "/v")); !fsAbout(got, 4*G) {
 		t.Fatalf("df after the failed grow: %d bytes, want about 4 GiB", got)
 	}
-	harness.MustRun(t, "nsenter", "-t", pid, "-m", "mount", "-o", "remount,rw", "/v")
+	harness.MustRun(t, "nsenter", "-t", pid, "-m", "-p", "mount", "-o", "remount,rw", "/v")
 	if out := cli(t, 0, "volume", "grow", "data", "5G"); strings.Contains(out, "already") {
 		t.Fatalf("the grow asked again after a failed filesystem step said %q", out)
 	} else {

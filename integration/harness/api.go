@@ -179,7 +179,14 @@ func apiCommand(c *client.Client, args []string) apiCall {
 			rest = rest[1:]
 		}
 		if names, ok := plain(rest); ok {
-			return each(names, func(ctx context.Context, name string) error { return c.VolumeRemove(ctx, name, force) })
+			return each(names, func(ctx context.Context, name string) error {
+				// In the CLI's words, which the tests match.
+				if err := c.VolumeRemove(ctx, name, force); client.IsErrNotFound(err) {
+					return fmt.Errorf("Error: No such volume: %s", name)
+				} else {
+					return err
+				}
+			})
 		}
 	case "volume create":
 		if o, ok := volumeCreateOptions(rest); ok {
