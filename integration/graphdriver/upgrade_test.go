@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -254,11 +255,15 @@ func checkLVMFlavor(t *testing.T, e *harness.Engine, name string) {
 	}
 }
 
-// privileges is what a plugin's config asks of the host, in one line (the engine keeps the
-// capabilities sorted).
+// privileges is what a plugin's config asks of the host, in one line, the capabilities sorted
+// (the engine keeps them in the order the config lists them).
 func privileges(e *harness.Engine, name string) string {
-	return e.Docker("plugin", "inspect", "--format",
+	out := e.Docker("plugin", "inspect", "--format",
 		`pidhost={{.Config.PidHost}} ipchost={{.Config.IpcHost}} network={{.Config.Network.Type}} caps={{join .Config.Linux.Capabilities ","}}`, name)
+	head, caps, _ := strings.Cut(out, "caps=")
+	list := strings.Split(caps, ",")
+	sort.Strings(list)
+	return head + "caps=" + strings.Join(list, ",")
 }
 
 // pluginSettings is a plugin's mount sources and environment, as "name=value" words.
