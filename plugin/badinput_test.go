@@ -20,8 +20,8 @@ import (
 )
 
 // The bad-input tests of the plugin's two entry points that take outside input: strict mode's
-// authorization requests and the control socket. Each tries its cases (counted in the README's
-// Reliability section) and checks that none panics, hangs or changes state it should not.
+// authorization requests and the control socket. Each tries its cases (counted in
+// docs/testing.md, "Bad input") and checks that none panics, hangs or changes state it should not.
 
 // answerBound is how long one answer may take with fakes behind it: far above what any takes,
 // far below a hang.
