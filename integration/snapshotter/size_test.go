@@ -30,7 +30,7 @@ func snapDevice(t *testing.T, id string) string {
 // The whole life of a sized container on containerd's devmapper snapshotter (Docker 26): sized
 // before its first start, grown online by `dmsize grow`, bad labels refused, kept across stop
 // and start, a dockerd restart and two reboots (with and without containerd-sync),
-// removed with nothing left; on ext4 also 2 GiB written into the 1 GiB pool, and a sized volume
+// removed with nothing left; on ext4 also 1 GiB written into the 512 MiB pool, and a sized volume
 // (volumeOnDocker26). `make test-long` runs the volume on a second engine, on xfs, with what
 // depends on the filesystem (sizing, growth, the reboot's restore): the restart, the hook and
 // the labels are the same code on both.
@@ -66,7 +66,7 @@ func checkEngine(t *testing.T, e *harness.Engine) {
 func snapshotterLifecycle(t *testing.T, fs string, all, withVolume bool) {
 	setup := harness.Setup{Kind: "containerd-devmapper", FS: fs}
 	if all {
-		setup.DataSize = "1G" // the fill writes twice that
+		setup.DataSize = "512M" // the fill writes twice that
 	}
 	e := harness.StartEngine(t, setup)
 	e.ImportBusybox()

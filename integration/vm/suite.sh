@@ -137,4 +137,28 @@ for shard in "${names[@]}"; do
 	printf '%-14s VM wall %7ss  %s%s\n' "$shard" "$wall" "${verdict:-no result}" "$([ "$rc" = 0 ] || echo "  FAILED")"
 done
 echo "$suite suite: ${#names[@]} shards in $(($(date +%s) - start)) s, $failed failed"
-[ "$failed" = 0 ]
+[ "$failed" = 0 ] && exit 0
+
+# CI keeps only the tail of a run: last, each failed test and the last lines it logged
+# (file:line), which are its failure, and where the whole log is.
+echo
+echo "=== $suite suite: what failed (whole logs in $out/$suite-SHARD/results.log)"
+for shard in "${names[@]}"; do
+	tr -d '\r' <"$out/$suite-$shard/results.log" 2>/dev/null | awk -v shard="$shard" '
+		/^=== (RUN|CONT|NAME) / { cur = $3; next }
+		/^ +[A-Za-z0-9_]+\.go:[0-9]+: --- tail of / { next }
+		/^ +[A-Za-z0-9_]+\.go:[0-9]+: / { if (cur != "") { k = n[cur]++ % 3; last[cur, k] = $0 }; next }
+		/^ *--- FAIL: / { f[++nf] = $3; secs[nf] = $4 }
+		/^panic: |^FAIL: VM |VM stopped/ { print shard ": " substr($0, 1, 200) }
+		END {
+			for (i = 1; i <= nf; i++) {
+				inner = 1
+				for (j = 1; j <= nf; j++) if (index(f[j], f[i] "/") == 1) inner = 0
+				if (!inner) continue
+				print shard ": --- FAIL: " f[i] " " secs[i]
+				m = n[f[i]]; from = m > 3 ? m - 3 : 0
+				for (k = from; k < m; k++) print shard ":   " substr(last[f[i], k % 3], 1, 200)
+			}
+		}'
+done | head -n 40
+exit 1
