@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 # Test VM profiles and the test packages each one runs.
 PROFILES := bookworm trixie
-VM_TESTS_bookworm := ./driver/dm ./driver/loop ./driver/fs ./driver/thin ./integration/graphdriver ./guard
+VM_TESTS_bookworm := ./kernel/dm ./kernel/loop ./kernel/fs ./kernel/thin ./integration/graphdriver ./guard
 VM_TESTS_trixie := ./integration/snapshotter
 # The VM suite also runs every benchmark once, so that none rots; `make bench` runs them for real.
 DMSIZE_BENCH ?= .
@@ -49,7 +49,7 @@ unit:
 ## rootfs), build/plugin-lvm, the flavor that may also run the host's lvm (direct-lvm), and
 ## build/plugin-containerd, the flavor that reads containerd's records (Docker 25+)
 plugin: deps-plugin
-	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BUILD)/bin/dmsize-plugin ./plugin
+	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BUILD)/bin/dmsize-plugin ./cmd/dmsize-plugin
 	rootfs/assemble.sh $(BUILD)/plugin config.json $(BUILD)/bin/dmsize-plugin
 	$(GO) run ./rootfs/flavor lvm config.json > $(BUILD)/config-lvm.json
 	rootfs/assemble.sh $(BUILD)/plugin-lvm $(BUILD)/config-lvm.json $(BUILD)/bin/dmsize-plugin
@@ -109,7 +109,7 @@ $(addprefix payload-,$(PROFILES)): payload-%: plugin cli
 	$(call payload,$(BUILD)/payload-$*,$*,run-suite.sh,$(VM_TESTS_$*))
 	@# For the registry tests only: push.sh, and a next version (another build: its own layer).
 	cp rootfs/push.sh $(BUILD)/payload-$*/guest/dmsize-push
-	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)-next" -o $(BUILD)/bin/dmsize-plugin-next ./plugin
+	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)-next" -o $(BUILD)/bin/dmsize-plugin-next ./cmd/dmsize-plugin
 	rootfs/assemble.sh $(BUILD)/payload-$*/plugin-next config.json $(BUILD)/bin/dmsize-plugin-next
 
 ## vm-test-PROFILE: every VM test of one profile in one VM (DMSIZE_RUN=pattern narrows it;

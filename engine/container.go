@@ -8,10 +8,9 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
-)
 
-// SizeLabel is the label a container asks for its root filesystem size with.
-const SizeLabel = "dm.size"
+	"github.com/dmsize/dmsize/size"
+)
 
 // Container is what dmsize needs to know about a container.
 type Container struct {
@@ -64,7 +63,7 @@ func (c *Client) Container(ctx context.Context, ref string) (Container, error) {
 // SizedContainers lists the ids of every container, running or not, that carries the size
 // label.
 func (c *Client) SizedContainers(ctx context.Context) ([]string, error) {
-	list, err := c.api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", SizeLabel))})
+	list, err := c.api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", size.Label))})
 	if err != nil {
 		return nil, fmt.Errorf("engine: listing containers: %w", err)
 	}

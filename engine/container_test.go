@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/dmsize/dmsize/size"
 )
 
 const (
@@ -19,11 +21,11 @@ const (
 func sizedEngine(t *testing.T, apiVersion string) *fakeEngine {
 	f := newFakeEngine(t, apiVersion)
 	f.add(fakeContainer{
-		ID: webID, Name: "/web", Labels: map[string]string{SizeLabel: "20G", "app": "web"},
+		ID: webID, Name: "/web", Labels: map[string]string{size.Label: "20G", "app": "web"},
 		Running: true, Readonly: true, Driver: "devicemapper",
 		Data: map[string]string{"DeviceId": "7", "DeviceName": "docker-254:0-131101-0a1b2c", "DeviceSize": "10737418240"},
 	})
-	f.add(fakeContainer{ID: dbID, Name: "/db", Labels: map[string]string{SizeLabel: "50G"}, Driver: "devicemapper"})
+	f.add(fakeContainer{ID: dbID, Name: "/db", Labels: map[string]string{size.Label: "50G"}, Driver: "devicemapper"})
 	f.add(fakeContainer{ID: plainID, Name: "/plain", Driver: "overlay2", Data: map[string]string{"MergedDir": "/x"}})
 	return f
 }
@@ -32,7 +34,7 @@ func TestContainer(t *testing.T) {
 	f := sizedEngine(t, "1.41")
 	c := f.client()
 	want := Container{
-		ID: webID, Name: "web", Labels: map[string]string{SizeLabel: "20G", "app": "web"},
+		ID: webID, Name: "web", Labels: map[string]string{size.Label: "20G", "app": "web"},
 		Running: true, ReadonlyRootfs: true, Driver: "devicemapper",
 		DeviceName: "docker-254:0-131101-0a1b2c", DeviceID: 7, DeviceSize: 10 << 30,
 	}

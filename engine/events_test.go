@@ -13,6 +13,8 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/dmsize/dmsize/size"
 )
 
 func TestMain(m *testing.M) {
@@ -107,7 +109,7 @@ func ev(action, id string, timeNano int64) events.Message {
 
 func TestFollow(t *testing.T) {
 	f := newFakeEngine(t, "1.41")
-	labels := map[string]string{SizeLabel: "20G", "image": "busybox", "name": "web"}
+	labels := map[string]string{size.Label: "20G", "image": "busybox", "name": "web"}
 	create := ev("create", "a", 1700000000123456789)
 	create.Actor.Attributes = labels
 	network := ev("connect", "n", 0)

@@ -5,9 +5,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dmsize/dmsize/driver/lvm"
-	"github.com/dmsize/dmsize/driver/thin"
 	"github.com/dmsize/dmsize/engine"
+	"github.com/dmsize/dmsize/kernel/lvm"
+	"github.com/dmsize/dmsize/kernel/thin"
 )
 
 // Extender grows what backs one kind of pool.

@@ -4,14 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/dmsize/dmsize/driver/size"
 	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/thin"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/thin"
+	"github.com/dmsize/dmsize/size"
 )
 
 // Control is what the guard needs of device-mapper: *dm.Control, or a fake in tests.

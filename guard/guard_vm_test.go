@@ -15,9 +15,9 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/thin"
 	"github.com/dmsize/dmsize/internal/vmfixture"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/thin"
 )
 
 // chanObs hands extensions to the test.

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dmsize/dmsize/driver/lvm"
-	"github.com/dmsize/dmsize/driver/size"
-	"github.com/dmsize/dmsize/driver/thin"
+	"github.com/dmsize/dmsize/kernel/lvm"
+	"github.com/dmsize/dmsize/kernel/thin"
+	"github.com/dmsize/dmsize/size"
 )
 
 // lvmExtender extends an LVM thin pool LV (direct-lvm) with the host's lvextend, which reloads

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/thin"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/thin"
 )
 
 // poolOf is a pool of data and meta bytes as ReadPool would return it.

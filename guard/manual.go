@@ -8,7 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/size"
 )
 
 // Refusal is a manual extension that the policy or the pool does not allow; nothing was

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/size"
 )
 
 // MaxMetadata is the largest thin-pool metadata device the kernel uses (its

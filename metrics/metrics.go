@@ -142,7 +142,7 @@ func (m *Metrics) Sizer(locks, queued, holds func() float64) {
 }
 
 // Handler serves the registry in Prometheus' text format. The plugin serves it on its control
-// socket (control.PathMetrics), not on a TCP port: the plugin has no network of its own, and
+// socket (controlapi.PathMetrics), not on a TCP port: the plugin has no network of its own, and
 // `dmsize metrics` brings it to the host.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})

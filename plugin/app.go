@@ -1,4 +1,4 @@
-package main
+package plugin
 
 import (
 	"context"
@@ -13,10 +13,10 @@ import (
 
 	"github.com/dmsize/dmsize/backend/graphdriver"
 	"github.com/dmsize/dmsize/backend/snapshotter"
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/lvm"
 	"github.com/dmsize/dmsize/engine"
 	"github.com/dmsize/dmsize/guard"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/lvm"
 	"github.com/dmsize/dmsize/metrics"
 	"github.com/dmsize/dmsize/sizer"
 	vol "github.com/dmsize/dmsize/volume"
@@ -140,7 +140,7 @@ func (a *app) run(ctx context.Context) {
 	a.backend.Store(&backend)
 	s := sizer.New(sizer.Config{Engine: backend, Devices: backend, Sizes: backend, Store: store, Policy: policy, Log: log, Obs: m, Refuse: refuse})
 	m.Sizer(func() float64 { return float64(s.Locks()) }, func() float64 { return float64(s.Queued()) }, func() float64 { return float64(backend.Holds()) })
-	a.metrics.Store(m) // on the control socket from now on (control.PathMetrics)
+	a.metrics.Store(m) // on the control socket from now on (controlapi.PathMetrics)
 	go a.guardVolumePool(ctx, m, a.log)
 	a.baseMu.Lock()
 	a.readBase(backend, log)

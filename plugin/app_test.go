@@ -1,4 +1,4 @@
-package main
+package plugin
 
 import (
 	"context"
@@ -17,10 +17,10 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/dmsize/dmsize/backend/snapshotter"
-	"github.com/dmsize/dmsize/control"
-	"github.com/dmsize/dmsize/driver/dm"
+	"github.com/dmsize/dmsize/controlapi"
 	"github.com/dmsize/dmsize/engine"
 	"github.com/dmsize/dmsize/guard"
+	"github.com/dmsize/dmsize/kernel/dm"
 	"github.com/dmsize/dmsize/metrics"
 	vol "github.com/dmsize/dmsize/volume"
 )
@@ -87,7 +87,7 @@ func TestRunWiresTheSizer(t *testing.T) {
 	go func() { a.run(ctx); close(done) }()
 
 	eventually(t, "the start event's sizing", func() bool {
-		_, body := call(a, "GET", control.PathMetrics, "")
+		_, body := call(a, "GET", controlapi.PathMetrics, "")
 		return strings.Contains(string(body), "dmsize_containers_sized_total 1\n")
 	})
 	if got := strings.Join(b.Calls(), ","); !strings.Contains(got, "growfs thin-web 21474836480") {
@@ -111,7 +111,7 @@ func TestRunWiresTheSizer(t *testing.T) {
 	if got := docker.listed(); len(got) != 1 || got[0] != "volume=data all=true" {
 		t.Fatalf("the engine was asked %q, want every container referring to volume data", got)
 	}
-	callFails(t, a, "GET", control.PathPool, "", http.StatusServiceUnavailable, control.KindUnavailable, "the pool guard is not running")
+	callFails(t, a, "GET", controlapi.PathPool, "", http.StatusServiceUnavailable, controlapi.KindUnavailable, "the pool guard is not running")
 	if r := a.AuthZReq(createReq(`{"Labels":{"dm.size":"2T"}}`)); r.Allow || !strings.HasPrefix(r.Msg, "dmsize: label dm.size=2T rejected: 2TiB is above the plugin's maximum 1TiB") {
 		t.Fatalf("strict mode, a label over MAX_SIZE: %+v", r)
 	}
@@ -192,7 +192,7 @@ func TestRunGivesUp(t *testing.T) {
 			if r.Allow || r.Msg != "dmsize: not active, so it cannot honour dm.size: "+*why {
 				t.Fatalf("strict mode: %+v", r)
 			}
-			callFails(t, a, "GET", control.PathContainers, "", http.StatusServiceUnavailable, control.KindUnavailable, *why)
+			callFails(t, a, "GET", controlapi.PathContainers, "", http.StatusServiceUnavailable, controlapi.KindUnavailable, *why)
 		})
 	}
 }

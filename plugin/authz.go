@@ -1,4 +1,4 @@
-package main
+package plugin
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/docker/go-plugins-helpers/authorization"
 	"github.com/sirupsen/logrus"
 
+	"github.com/dmsize/dmsize/size"
 	"github.com/dmsize/dmsize/sizer"
 )
 
@@ -246,7 +247,7 @@ func sizeLabel(req authorization.Request) (label string, ok bool, err error) {
 	if err := json.Unmarshal(req.RequestBody, &body); err != nil {
 		return "", false, errors.New("cannot see whether this create asks for dm.size: its body is not a JSON container config: " + err.Error())
 	}
-	label, ok = body.Labels[sizer.SizeLabel]
+	label, ok = body.Labels[size.Label]
 	return label, ok, nil
 }
 

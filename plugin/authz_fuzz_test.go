@@ -1,4 +1,4 @@
-package main
+package plugin
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 	"github.com/docker/go-plugins-helpers/authorization"
 	"github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/dmsize/dmsize/size"
 	"github.com/dmsize/dmsize/sizer"
 )
 
@@ -66,7 +67,7 @@ func FuzzAuthZCreateBody(f *testing.F) {
 			}
 			return
 		}
-		label, ok := parsed.Labels[sizer.SizeLabel]
+		label, ok := parsed.Labels[size.Label]
 		if !ok {
 			if !r.Allow {
 				t.Fatalf("no label, denied: %+v", r)

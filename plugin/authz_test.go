@@ -1,4 +1,4 @@
-package main
+package plugin
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/dmsize/dmsize/size"
 	"github.com/dmsize/dmsize/sizer"
 )
 
@@ -323,7 +324,7 @@ func TestStrictResponse(t *testing.T) {
 // authorization plugin may have denied the DELETE, and then no AuthZRes comes.
 func TestStrictDeleteRecheck(t *testing.T) {
 	const id = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
-	web := sizer.Container{ID: id, Name: "web", State: "exited", Labels: map[string]string{sizer.SizeLabel: "42G"}}
+	web := sizer.Container{ID: id, Name: "web", State: "exited", Labels: map[string]string{size.Label: "42G"}}
 	del := authorization.Request{RequestMethod: "DELETE", RequestURI: "/v1.41/containers/web?force=1"}
 	setup := func(t *testing.T) (*fakeSizer, strict, *test.Hook, *timers) {
 		f := &fakeSizer{containers: map[string]sizer.Container{"web": web, id: web}}
@@ -639,7 +640,7 @@ func TestStrictEncodedRoutes(t *testing.T) {
 		{"DELETE", "/v1.41/containers/", "", nil},
 	} {
 		t.Run(tc.method+" "+tc.uri, func(t *testing.T) {
-			web := sizer.Container{ID: id, Name: "web", Labels: map[string]string{sizer.SizeLabel: "42G"}}
+			web := sizer.Container{ID: id, Name: "web", Labels: map[string]string{size.Label: "42G"}}
 			f := &fakeSizer{check: rejected, containers: map[string]sizer.Container{"web": web, "db/web": web}}
 			st, hook, _ := newStrict(f)
 			req := createReq(`{"Image":"busybox","Labels":{"dm.size":"42X"}}`)

@@ -1,4 +1,4 @@
-package main
+package plugin
 
 import (
 	"bufio"
@@ -14,7 +14,7 @@ import (
 	"github.com/docker/go-plugins-helpers/authorization"
 	"github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/dmsize/dmsize/control"
+	"github.com/dmsize/dmsize/controlapi"
 	"github.com/dmsize/dmsize/internal/badinput"
 	"github.com/dmsize/dmsize/sizer"
 )
@@ -122,8 +122,8 @@ func TestBadInputControl(t *testing.T) {
 	// Half the cases go to a route with its method, their bodies malformed; the other half
 	// have their targets malformed too.
 	routes := []string{
-		control.PathGrow, control.PathContainers, control.PathContainers + "?ref=web&ref=" + webID, control.PathPool,
-		control.PathPoolExtend, control.PathVolumes + "?name=x", control.PathVolumeGrow, control.PathVersion, control.PathMetrics,
+		controlapi.PathGrow, controlapi.PathContainers, controlapi.PathContainers + "?ref=web&ref=" + webID, controlapi.PathPool,
+		controlapi.PathPoolExtend, controlapi.PathVolumes + "?name=x", controlapi.PathVolumeGrow, controlapi.PathVersion, controlapi.PathMetrics,
 	}
 	routeMethods := []string{"POST", "GET", "GET", "GET", "POST", "GET", "POST", "GET", "GET"}
 	paths := badinput.Strings(routes, 800)
@@ -133,8 +133,8 @@ func TestBadInputControl(t *testing.T) {
 		`{"ref":"web","size":"5G"}`, `{"size":"+1G"}`, `{"name":"v","size":"2G"}`, `{}`, ``,
 	}, 2000)
 	methods := []string{"POST", "GET", "PUT", "DELETE"}
-	kinds := map[string]bool{control.KindInvalid: true, control.KindRefused: true, control.KindNotFound: true,
-		control.KindFailed: true, control.KindUnavailable: true}
+	kinds := map[string]bool{controlapi.KindInvalid: true, controlapi.KindRefused: true, controlapi.KindNotFound: true,
+		controlapi.KindFailed: true, controlapi.KindUnavailable: true}
 	var slowest time.Duration
 	answered, grown := 0, 0
 	size := b.devices["thin-web"].Size
@@ -156,7 +156,7 @@ func TestBadInputControl(t *testing.T) {
 		a.controlMux().ServeHTTP(w, req)
 		slowest = max(slowest, time.Since(start))
 		if w.Code >= 400 && w.Code != http.StatusNotFound && w.Code != http.StatusMethodNotAllowed {
-			var e control.Error
+			var e controlapi.Error
 			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || !kinds[e.Kind] || e.Message == "" || strings.ContainsAny(e.Message, "\r\n") {
 				t.Fatalf("%s %q %q: %d %s: not one JSON error of a known kind", method, path, body, w.Code, w.Body.Bytes())
 			}
@@ -168,8 +168,8 @@ func TestBadInputControl(t *testing.T) {
 			}
 		}
 		if changed {
-			var res control.GrowResult
-			if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &res) != nil || res.Action != control.ActionGrown {
+			var res controlapi.GrowResult
+			if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &res) != nil || res.Action != controlapi.ActionGrown {
 				t.Fatalf("%s %q %q: the backend grew a device, the answer was %d %s", method, path, body, w.Code, w.Body.Bytes())
 			}
 			grown++

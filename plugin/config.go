@@ -1,4 +1,4 @@
-package main
+package plugin
 
 import (
 	"fmt"
@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dmsize/dmsize/driver/size"
 	"github.com/dmsize/dmsize/guard"
+	"github.com/dmsize/dmsize/size"
 	"github.com/dmsize/dmsize/volume"
 )
 

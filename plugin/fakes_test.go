@@ -1,4 +1,4 @@
-package main
+package plugin
 
 import (
 	"context"
@@ -23,9 +23,10 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/dmsize/dmsize/control"
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/thin"
+	"github.com/dmsize/dmsize/controlapi"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/thin"
+	"github.com/dmsize/dmsize/size"
 	"github.com/dmsize/dmsize/sizer"
 	vol "github.com/dmsize/dmsize/volume"
 )
@@ -265,7 +266,7 @@ const (
 func newFakeBackend() *fakeBackend {
 	return &fakeBackend{
 		containers: []sizer.Container{
-			{ID: webID, Name: "web", State: "running", Running: true, Labels: map[string]string{sizer.SizeLabel: "20G"}, Device: "thin-web", DeviceID: 1, Cached: 10 << 30},
+			{ID: webID, Name: "web", State: "running", Running: true, Labels: map[string]string{size.Label: "20G"}, Device: "thin-web", DeviceID: 1, Cached: 10 << 30},
 			{ID: dbID, Name: "db", State: "exited", Device: "thin-db", DeviceID: 2, Cached: 10 << 30},
 		},
 		devices:   map[string]sizer.DeviceState{"thin-web": {Exists: true, Active: true, Size: 10 << 30, Opens: 1}},
@@ -570,7 +571,7 @@ func callOK(t *testing.T, a *app, method, path, body string, out any) {
 func callFails(t *testing.T, a *app, method, path, body string, status int, kind string, says ...string) string {
 	t.Helper()
 	got, b := call(a, method, path, body)
-	var e control.Error
+	var e controlapi.Error
 	if err := json.Unmarshal(b, &e); err != nil || got != status || e.Kind != kind {
 		t.Fatalf("%s %s %s: %d %s; want %d and kind %s", method, path, body, got, b, status, kind)
 	}

@@ -1,4 +1,4 @@
-package main
+package plugin
 
 import (
 	"context"
@@ -17,11 +17,11 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/dmsize/dmsize/control"
-	"github.com/dmsize/dmsize/driver/lvm"
-	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/controlapi"
 	"github.com/dmsize/dmsize/engine"
 	"github.com/dmsize/dmsize/internal/crashpoint"
+	"github.com/dmsize/dmsize/kernel/lvm"
+	"github.com/dmsize/dmsize/size"
 	vol "github.com/dmsize/dmsize/volume"
 )
 
@@ -256,7 +256,7 @@ func pluginHandler(vd volume.Driver, az authorization.Plugin) *volume.Handler {
 func (a *app) handleVolumes(w http.ResponseWriter, r *http.Request) {
 	v, err := a.vols.volumes()
 	if err != nil {
-		fail(w, http.StatusServiceUnavailable, control.KindUnavailable, err.Error())
+		fail(w, http.StatusServiceUnavailable, controlapi.KindUnavailable, err.Error())
 		return
 	}
 	names := r.URL.Query()["name"]
@@ -267,12 +267,12 @@ func (a *app) handleVolumes(w http.ResponseWriter, r *http.Request) {
 	for _, n := range names {
 		rec, ok := v.Get(n)
 		if !ok {
-			fail(w, http.StatusNotFound, control.KindNotFound, fmt.Sprintf("volume %s: no such volume of dmsize's", n))
+			fail(w, http.StatusNotFound, controlapi.KindNotFound, fmt.Sprintf("volume %s: no such volume of dmsize's", n))
 			return
 		}
 		recs = append(recs, rec)
 	}
-	out := make([]control.Volume, 0, len(recs))
+	out := make([]controlapi.Volume, 0, len(recs))
 	for _, rec := range recs {
 		out = append(out, volumeOf(v, rec))
 	}
@@ -281,12 +281,12 @@ func (a *app) handleVolumes(w http.ResponseWriter, r *http.Request) {
 
 // volumeOf is what the control API and `docker volume inspect` say of a volume: the filesystem's
 // size and use only while it is mounted.
-func volumeOf(v *vol.Volumes, r vol.Record) control.Volume {
+func volumeOf(v *vol.Volumes, r vol.Record) controlapi.Volume {
 	dev := r.Device()
 	if vg, _, ok := strings.Cut(r.Pool, "/"); ok {
 		dev = vg + "/" + dev // the LV, as lvs names it
 	}
-	cv := control.Volume{Name: r.Name, SizeBytes: r.Size, FS: r.FS, State: string(r.State), Device: dev,
+	cv := controlapi.Volume{Name: r.Name, SizeBytes: r.Size, FS: r.FS, State: string(r.State), Device: dev,
 		Mounts: len(r.Mounts), Created: r.Created.Format(time.RFC3339)}
 	var fs unix.Statfs_t
 	if len(r.Mounts) > 0 && unix.Statfs(v.Path(r.Name), &fs) == nil {
@@ -300,36 +300,36 @@ func volumeOf(v *vol.Volumes, r vol.Record) control.Volume {
 func (a *app) handleVolumeGrow(w http.ResponseWriter, r *http.Request) {
 	v, err := a.vols.volumes()
 	if err != nil {
-		fail(w, http.StatusServiceUnavailable, control.KindUnavailable, err.Error())
+		fail(w, http.StatusServiceUnavailable, controlapi.KindUnavailable, err.Error())
 		return
 	}
-	var req control.VolumeGrowRequest
+	var req controlapi.VolumeGrowRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil || req.Name == "" {
-		fail(w, http.StatusBadRequest, control.KindInvalid, "want {\"name\": NAME, \"size\": SIZE}")
+		fail(w, http.StatusBadRequest, controlapi.KindInvalid, "want {\"name\": NAME, \"size\": SIZE}")
 		return
 	}
 	want, err := size.Parse(req.Size)
 	if err != nil {
-		fail(w, http.StatusBadRequest, control.KindInvalid, fmt.Sprintf("volume %s: %v", req.Name, err))
+		fail(w, http.StatusBadRequest, controlapi.KindInvalid, fmt.Sprintf("volume %s: %v", req.Name, err))
 		return
 	}
 	start := time.Now()
 	before, err := v.Grow(req.Name, want)
 	switch {
 	case errors.Is(err, vol.ErrNotFound):
-		fail(w, http.StatusNotFound, control.KindNotFound, err.Error())
+		fail(w, http.StatusNotFound, controlapi.KindNotFound, err.Error())
 		return
 	case errors.As(err, new(*vol.Refusal)):
-		fail(w, http.StatusConflict, control.KindRefused, err.Error())
+		fail(w, http.StatusConflict, controlapi.KindRefused, err.Error())
 		return
 	case err != nil:
-		fail(w, http.StatusInternalServerError, control.KindFailed, err.Error())
+		fail(w, http.StatusInternalServerError, controlapi.KindFailed, err.Error())
 		return
 	}
 	rec, _ := v.Get(req.Name)
-	res := control.VolumeGrowResult{Volume: volumeOf(v, rec), Action: control.ActionGrown, BeforeBytes: before, DurationMs: time.Since(start).Milliseconds()}
+	res := controlapi.VolumeGrowResult{Volume: volumeOf(v, rec), Action: controlapi.ActionGrown, BeforeBytes: before, DurationMs: time.Since(start).Milliseconds()}
 	if before == rec.Size {
-		res.Action = control.ActionUnchanged
+		res.Action = controlapi.ActionUnchanged
 	}
 	reply(w, res)
 }

@@ -1,4 +1,4 @@
-package main
+package plugin
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/dmsize/dmsize/control"
+	"github.com/dmsize/dmsize/controlapi"
 	"github.com/dmsize/dmsize/engine"
 	vol "github.com/dmsize/dmsize/volume"
 )
@@ -205,8 +205,8 @@ func TestControlVolumes(t *testing.T) {
 		t.Fatalf("inspect of a volume in an LVM pool: %v", g.Volume.Status)
 	}
 
-	var list []control.Volume
-	callOK(t, a, "GET", control.PathVolumes, "", &list)
+	var list []controlapi.Volume
+	callOK(t, a, "GET", controlapi.PathVolumes, "", &list)
 	if len(list) != 2 || list[0].Name != "data" || list[1].Name != "logs" {
 		t.Fatalf("volumes: %+v", list)
 	}
@@ -219,35 +219,35 @@ func TestControlVolumes(t *testing.T) {
 		t.Fatalf("logs (not mounted): %+v", logs)
 	}
 	list = nil
-	callOK(t, a, "GET", control.PathVolumes+"?name=logs", "", &list)
+	callOK(t, a, "GET", controlapi.PathVolumes+"?name=logs", "", &list)
 	if len(list) != 1 || list[0].Name != "logs" {
 		t.Fatalf("volumes logs: %+v", list)
 	}
-	callFails(t, a, "GET", control.PathVolumes+"?name=logs&name=nosuch", "", http.StatusNotFound, control.KindNotFound, "volume nosuch: no such volume of dmsize's")
+	callFails(t, a, "GET", controlapi.PathVolumes+"?name=logs&name=nosuch", "", http.StatusNotFound, controlapi.KindNotFound, "volume nosuch: no such volume of dmsize's")
 
-	grow := control.PathVolumeGrow
-	var res control.VolumeGrowResult
+	grow := controlapi.PathVolumeGrow
+	var res controlapi.VolumeGrowResult
 	callOK(t, a, "POST", grow, `{"name":"data","size":"4G"}`, &res)
 	node := "/dev/mapper/dmsize-vol-2"
-	if res.Action != control.ActionGrown || res.BeforeBytes != 2<<30 || res.Volume.SizeBytes != 4<<30 || res.Volume.Name != "data" || res.DurationMs < 0 ||
+	if res.Action != controlapi.ActionGrown || res.BeforeBytes != 2<<30 || res.Volume.SizeBytes != 4<<30 || res.Volume.Name != "data" || res.DurationMs < 0 ||
 		k.active[node] != 4<<30 || k.fs[node] != 4<<30 {
 		t.Fatalf("grow to 4G: %+v; device %d, filesystem %d", res, k.active[node], k.fs[node])
 	}
-	res = control.VolumeGrowResult{}
+	res = controlapi.VolumeGrowResult{}
 	callOK(t, a, "POST", grow, `{"name":"data","size":"4G"}`, &res)
-	if res.Action != control.ActionUnchanged || res.BeforeBytes != 4<<30 || res.Volume.SizeBytes != 4<<30 {
+	if res.Action != controlapi.ActionUnchanged || res.BeforeBytes != 4<<30 || res.Volume.SizeBytes != 4<<30 {
 		t.Fatalf("grow to the same size: %+v", res)
 	}
 	callRefused(t, a, "POST", grow, []refusal{
-		{`{"name":"data","size":"1G"}`, http.StatusConflict, control.KindRefused, "volume data is 4GiB; dmsize never shrinks a volume (asked 1GiB)"},
-		{`{"name":"data","size":"60G"}`, http.StatusConflict, control.KindRefused, "volume data to 60GiB: above the plugin's maximum 50GiB (MAX_SIZE)"},
-		{`{"name":"nosuch","size":"8G"}`, http.StatusNotFound, control.KindNotFound, "volume nosuch: no such volume"},
-		{`{"name":"data","size":"8X"}`, http.StatusBadRequest, control.KindInvalid, `volume data: `},
-		{`{"size":"8G"}`, http.StatusBadRequest, control.KindInvalid, `want {"name": NAME, "size": SIZE}`},
-		{`{"name":`, http.StatusBadRequest, control.KindInvalid, `want {"name": NAME, "size": SIZE}`},
+		{`{"name":"data","size":"1G"}`, http.StatusConflict, controlapi.KindRefused, "volume data is 4GiB; dmsize never shrinks a volume (asked 1GiB)"},
+		{`{"name":"data","size":"60G"}`, http.StatusConflict, controlapi.KindRefused, "volume data to 60GiB: above the plugin's maximum 50GiB (MAX_SIZE)"},
+		{`{"name":"nosuch","size":"8G"}`, http.StatusNotFound, controlapi.KindNotFound, "volume nosuch: no such volume"},
+		{`{"name":"data","size":"8X"}`, http.StatusBadRequest, controlapi.KindInvalid, `volume data: `},
+		{`{"size":"8G"}`, http.StatusBadRequest, controlapi.KindInvalid, `want {"name": NAME, "size": SIZE}`},
+		{`{"name":`, http.StatusBadRequest, controlapi.KindInvalid, `want {"name": NAME, "size": SIZE}`},
 	})
 	k.fail["grow"] = errors.New("xfs_growfs: exit status 1")
-	callFails(t, a, "POST", grow, `{"name":"data","size":"8G"}`, http.StatusInternalServerError, control.KindFailed,
+	callFails(t, a, "POST", grow, `{"name":"data","size":"8G"}`, http.StatusInternalServerError, controlapi.KindFailed,
 		"volume data: growing its filesystem (the next start retries): xfs_growfs: exit status 1")
 }
 
@@ -255,6 +255,6 @@ func TestControlVolumes(t *testing.T) {
 func TestControlVolumesNotOpen(t *testing.T) {
 	l, _ := test.NewNullLogger()
 	a := &app{log: l, vols: &volumeDriver{}}
-	callFails(t, a, "GET", control.PathVolumes, "", http.StatusServiceUnavailable, control.KindUnavailable, "dmsize: the volume driver is starting")
-	callFails(t, a, "POST", control.PathVolumeGrow, `{"name":"data","size":"8G"}`, http.StatusServiceUnavailable, control.KindUnavailable, "dmsize: the volume driver is starting")
+	callFails(t, a, "GET", controlapi.PathVolumes, "", http.StatusServiceUnavailable, controlapi.KindUnavailable, "dmsize: the volume driver is starting")
+	callFails(t, a, "POST", controlapi.PathVolumeGrow, `{"name":"data","size":"8G"}`, http.StatusServiceUnavailable, controlapi.KindUnavailable, "dmsize: the volume driver is starting")
 }

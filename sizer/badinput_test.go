@@ -5,8 +5,8 @@ import (
 	"os"
 	"testing"
 
-	"github.com/dmsize/dmsize/driver/size"
 	"github.com/dmsize/dmsize/internal/badinput"
+	"github.com/dmsize/dmsize/size"
 )
 
 // TestBadInputLabels: 3,000 containers whose dm.size labels are malformed, sized by the real
@@ -26,7 +26,7 @@ func TestBadInputLabels(t *testing.T) {
 	labels := badinput.Strings([]string{"42G", "1.5T", "20g", "10G", "5G", "0", "-1G", "42X", "42GiB", " 20G", "2T", "1e3", ""}, n)
 	grown, rejected := 0, 0
 	for i, label := range labels {
-		c := r.w.create(i+1, map[string]string{SizeLabel: label})
+		c := r.w.create(i+1, map[string]string{size.Label: label})
 		res, err := r.ensure(c.ID)
 		after := r.w.fsOf(i + 1)
 		want, perr := size.Parse(label)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/dmsize/dmsize/size"
 )
 
 const G = int64(1) << 30
@@ -225,7 +227,7 @@ func (w *world) SizedContainers(context.Context) ([]string, error) {
 	}
 	var ids []string
 	for id, f := range w.ctrs {
-		if _, ok := f.c.Labels[SizeLabel]; ok {
+		if _, ok := f.c.Labels[size.Label]; ok {
 			ids = append(ids, id)
 		}
 	}
@@ -528,4 +530,4 @@ next:
 	return out
 }
 
-func label(size string) map[string]string { return map[string]string{SizeLabel: size} }
+func label(s string) map[string]string { return map[string]string{size.Label: s} }

@@ -3,11 +3,8 @@ package sizer
 import (
 	"fmt"
 
-	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/size"
 )
-
-// SizeLabel is the label a container asks for its root filesystem size with.
-const SizeLabel = "dm.size"
 
 // Policy bounds the growth a dm.size label may ask for. It applies only to growth beyond what
 // a container has: what dmsize already gave is never taken back, and the steps that keep it

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/dmsize/dmsize/size"
 )
 
 // Event is a container event from the event source (dockerd's event stream today).
@@ -18,7 +20,7 @@ type Event struct {
 // Handle queues the work an event asks for: create and start → Ensure, destroy → Forget. It
 // never blocks: event sources drop events for slow subscribers.
 func (s *Sizer) Handle(ev Event) {
-	_, labelled := ev.Labels[SizeLabel]
+	_, labelled := ev.Labels[size.Label]
 	_, known := s.Store.Get(ev.ID)
 	if !labelled && !known {
 		return

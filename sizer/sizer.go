@@ -32,8 +32,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dmsize/dmsize/driver/size"
 	"github.com/dmsize/dmsize/internal/crashpoint"
+	"github.com/dmsize/dmsize/size"
 )
 
 // Observer is told what the sizer does (the metrics).
@@ -197,7 +197,7 @@ func (s *Sizer) act(ctx context.Context, ref string, req request) (Result, error
 		return res, nil
 	}
 	rec, known := s.Store.Get(c.ID)
-	label, labelled := c.Labels[SizeLabel]
+	label, labelled := c.Labels[size.Label]
 	if !req.explicit() && !labelled && !known {
 		res.Action = Skipped
 		return res, nil
@@ -226,7 +226,7 @@ func (s *Sizer) act(ctx context.Context, ref string, req request) (Result, error
 			res.Duration = time.Since(start)
 			return res, nil
 		}
-		what = "label " + SizeLabel + "=" + label
+		what = "label " + size.Label + "=" + label
 		want, err = parse(what, label)
 		if err == nil && want < current && rec.Applied == 0 && persisted <= c.Cached {
 			err = shrink(what, want, current)
@@ -610,7 +610,7 @@ func (s *Sizer) Forget(ctx context.Context, id string) {
 // CheckNew applies the policy to a label of a container about to be created (strict mode),
 // whose root filesystem will be base bytes.
 func (s *Sizer) CheckNew(label string, base int64) error {
-	what := "label " + SizeLabel + "=" + label
+	what := "label " + size.Label + "=" + label
 	want, err := parse(what, label)
 	if err != nil {
 		return err
@@ -645,7 +645,7 @@ func (s *Sizer) ReleaseForRemoval(ctx context.Context, ref string) (string, erro
 	}
 	defer unlock()
 	rec, ok := s.Store.Get(c.ID)
-	if _, labelled := c.Labels[SizeLabel]; !ok && !labelled {
+	if _, labelled := c.Labels[size.Label]; !ok && !labelled {
 		// Not dmsize's: no mark, which only its destroy event (filtered out by Handle for
 		// such a container) would clear.
 		return "", nil

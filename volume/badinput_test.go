@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dmsize/dmsize/driver/size"
 	"github.com/dmsize/dmsize/internal/badinput"
+	"github.com/dmsize/dmsize/size"
 )
 
 // TestBadInputVolumes: 3,000 volume creates with malformed names and options (`docker volume

@@ -11,7 +11,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/size"
 )
 
 // Config is the volume driver's settings.

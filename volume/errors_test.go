@@ -10,7 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/size"
 )
 
 // flakyPool is the fake kernel with failures its own failAt does not inject: a transaction

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"os"
 
-	"github.com/dmsize/dmsize/driver/fs"
+	"github.com/dmsize/dmsize/kernel/fs"
 )
 
 // Kernel is the volumes' Filesystems on the real kernel.

@@ -6,7 +6,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dmsize/dmsize/driver/fs"
+	"github.com/dmsize/dmsize/kernel/fs"
 )
 
 // Isolate keeps copies of the host's volume mounts out of the plugin's mount namespace.

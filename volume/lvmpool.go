@@ -9,10 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/lvm"
-	"github.com/dmsize/dmsize/driver/size"
-	"github.com/dmsize/dmsize/driver/thin"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/lvm"
+	"github.com/dmsize/dmsize/kernel/thin"
+	"github.com/dmsize/dmsize/size"
 )
 
 // LVMTag marks the thin LVs dmsize made: it removes no LV without it.

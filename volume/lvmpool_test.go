@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dmsize/dmsize/driver/dm"
+	"github.com/dmsize/dmsize/kernel/dm"
 )
 
 // fakeLVM answers the lvm commands LVMPool runs from a table of LVs, and records them.

@@ -12,11 +12,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/loop"
-	"github.com/dmsize/dmsize/driver/size"
-	"github.com/dmsize/dmsize/driver/thin"
 	"github.com/dmsize/dmsize/internal/atomicfile"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/loop"
+	"github.com/dmsize/dmsize/kernel/thin"
+	"github.com/dmsize/dmsize/size"
 )
 
 // PoolName is the device-mapper name of the volume pool.

@@ -11,8 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/size"
 )
 
 // fakeDM is device-mapper as OwnPool sees it (poolControl): devices with a uuid, a live and an

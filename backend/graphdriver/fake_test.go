@@ -11,8 +11,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/dmsize/dmsize/driver/dm"
 	"github.com/dmsize/dmsize/engine"
+	"github.com/dmsize/dmsize/kernel/dm"
 )
 
 // set replaces one of the package's seams until the test ends.

@@ -14,10 +14,10 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dmsize/dmsize/backend/thinpool"
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/size"
 	"github.com/dmsize/dmsize/engine"
 	"github.com/dmsize/dmsize/engine/devmeta"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/size"
 	"github.com/dmsize/dmsize/sizer"
 )
 

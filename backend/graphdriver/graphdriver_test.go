@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dmsize/dmsize/backend/thinpool"
-	"github.com/dmsize/dmsize/driver/dm"
 	"github.com/dmsize/dmsize/engine"
+	"github.com/dmsize/dmsize/kernel/dm"
 )
 
 var (

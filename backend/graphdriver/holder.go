@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/dmsize/dmsize/driver/dm"
+	"github.com/dmsize/dmsize/kernel/dm"
 )
 
 // Holder keeps grown thin devices open. The engine caches every device's size for its whole

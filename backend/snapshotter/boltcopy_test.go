@@ -12,8 +12,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/dmsize/dmsize/backend/thinpool"
-	"github.com/dmsize/dmsize/driver/dm"
 	"github.com/dmsize/dmsize/engine"
+	"github.com/dmsize/dmsize/kernel/dm"
 )
 
 // names lists a directory's entries ("" entries when it is absent).

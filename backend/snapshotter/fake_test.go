@@ -13,10 +13,10 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/dmsize/dmsize/backend/thinpool"
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/size"
-	"github.com/dmsize/dmsize/driver/thin"
 	"github.com/dmsize/dmsize/engine"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/thin"
+	"github.com/dmsize/dmsize/size"
 )
 
 // fakeDM is device-mapper as Repair and Persist see it: thin pool "pool" (253:0) and thin

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/dmsize/dmsize/driver/thin"
+	"github.com/dmsize/dmsize/kernel/thin"
 )
 
 // LoopFiles finds the files behind a loop-backed pool (containerd's documentation makes its

@@ -11,10 +11,10 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/size"
-	"github.com/dmsize/dmsize/driver/thin"
 	"github.com/dmsize/dmsize/internal/atomicfile"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/thin"
+	"github.com/dmsize/dmsize/size"
 )
 
 // containerd activates a snapshot device at the size in its own records, and dmsize never

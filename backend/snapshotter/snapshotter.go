@@ -23,9 +23,9 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dmsize/dmsize/backend/thinpool"
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/thin"
 	"github.com/dmsize/dmsize/engine"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/thin"
 	"github.com/dmsize/dmsize/sizer"
 )
 

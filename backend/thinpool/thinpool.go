@@ -10,11 +10,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/fs"
-	"github.com/dmsize/dmsize/driver/size"
-	"github.com/dmsize/dmsize/driver/thin"
 	"github.com/dmsize/dmsize/engine"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/fs"
+	"github.com/dmsize/dmsize/kernel/thin"
+	"github.com/dmsize/dmsize/size"
 	"github.com/dmsize/dmsize/sizer"
 )
 

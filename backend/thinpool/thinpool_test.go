@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/errs"
-	"github.com/dmsize/dmsize/driver/thin"
 	"github.com/dmsize/dmsize/engine"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/errs"
+	"github.com/dmsize/dmsize/kernel/thin"
 	"github.com/dmsize/dmsize/sizer"
 )
 

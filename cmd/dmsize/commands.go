@@ -10,8 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/dmsize/dmsize/control"
-	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/controlapi"
+	"github.com/dmsize/dmsize/size"
 )
 
 // growTimeout bounds a request that changes something: a stopped container's grow waits for
@@ -23,11 +23,11 @@ func exitCode(err error) int {
 	if errors.As(err, &f) {
 		return f.code
 	}
-	if errors.Is(err, control.ErrUnreachable) || errors.Is(err, control.ErrTimeout) {
+	if errors.Is(err, controlapi.ErrUnreachable) || errors.Is(err, controlapi.ErrTimeout) {
 		return exitUnreachable
 	}
-	var ce *control.Error
-	if errors.As(err, &ce) && ce.Kind == control.KindUnavailable {
+	var ce *controlapi.Error
+	if errors.As(err, &ce) && ce.Kind == controlapi.KindUnavailable {
 		return exitUnreachable
 	}
 	return exitRefused
@@ -35,14 +35,14 @@ func exitCode(err error) int {
 
 // call runs fn against the plugin within timeout, with doing as its progress line; an error
 // says what was asked.
-func (a *app) call(ctx context.Context, what, doing string, timeout time.Duration, fn func(context.Context, *control.Client) error) error {
+func (a *app) call(ctx context.Context, what, doing string, timeout time.Duration, fn func(context.Context, *controlapi.Client) error) error {
 	c, err := a.client(ctx)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		err = a.progress(doing, func() error { return fn(ctx, c) })
 	}
-	var ce *control.Error
+	var ce *controlapi.Error
 	if errors.As(err, &ce) && (strings.HasPrefix(ce.Message, "container ") || strings.HasPrefix(ce.Message, "pool ")) {
 		return err // the plugin named the container or the pool's part, and the size, itself
 	}
@@ -53,7 +53,7 @@ func (a *app) call(ctx context.Context, what, doing string, timeout time.Duratio
 }
 
 // show is a read-only command: its arguments, the plugin's answer, then JSON or text.
-func show[T any](ctx context.Context, c *command, args []string, max int, fetch func(context.Context, *control.Client, []string) (T, error), text func(io.Writer, T) error) error {
+func show[T any](ctx context.Context, c *command, args []string, max int, fetch func(context.Context, *controlapi.Client, []string) (T, error), text func(io.Writer, T) error) error {
 	format := c.formatFlag()
 	pos, err := c.parse(args, 0, max)
 	if err != nil {
@@ -65,7 +65,7 @@ func show[T any](ctx context.Context, c *command, args []string, max int, fetch 
 	}
 	var v T
 	what := strings.Join(append([]string{c.name}, pos...), " ")
-	if err := c.a.call(ctx, what, "asking the plugin", control.DefaultTimeout, func(ctx context.Context, cl *control.Client) (err error) {
+	if err := c.a.call(ctx, what, "asking the plugin", controlapi.DefaultTimeout, func(ctx context.Context, cl *controlapi.Client) (err error) {
 		v, err = fetch(ctx, cl, pos)
 		return err
 	}); err != nil {
@@ -107,9 +107,9 @@ func (a *app) grow(ctx context.Context, args []string) error {
 	if *dry {
 		doing = "checking a grow of " + target
 	}
-	var r control.GrowResult
-	if err := a.call(ctx, "grow "+target, doing, growTimeout, func(ctx context.Context, cl *control.Client) (err error) {
-		r, err = cl.Grow(ctx, control.GrowRequest{Ref: ref, Size: want, DryRun: *dry})
+	var r controlapi.GrowResult
+	if err := a.call(ctx, "grow "+target, doing, growTimeout, func(ctx context.Context, cl *controlapi.Client) (err error) {
+		r, err = cl.Grow(ctx, controlapi.GrowRequest{Ref: ref, Size: want, DryRun: *dry})
 		return err
 	}); err != nil {
 		return err
@@ -120,9 +120,9 @@ func (a *app) grow(ctx context.Context, args []string) error {
 	}
 	from, to := size.Format(r.BeforeBytes), size.Format(r.AfterBytes)
 	switch r.Action {
-	case control.ActionUnchanged:
+	case controlapi.ActionUnchanged:
 		fmt.Fprintf(a.stdout, "%s: already %s\n", who, to)
-	case control.ActionWouldGrow:
+	case controlapi.ActionWouldGrow:
 		fmt.Fprintf(a.stdout, "would grow %s: %s -> %s (nothing changed)\n", who, from, to)
 	default: // grown, repaired
 		fmt.Fprintf(a.stdout, "%s: %s -> %s (%s%s)\n", who, from, to, r.Action, took(r.DurationMS))
@@ -136,16 +136,16 @@ func (a *app) status(ctx context.Context, args []string) error {
 			"label, the device's live size (- when not active), the filesystem's size and use, the\n"+
 			"engine's cached size (what it activates the device at), whether dmsize holds the\n"+
 			"device open, and the last action or error.")
-	return show(ctx, c, args, -1, func(ctx context.Context, cl *control.Client, refs []string) ([]control.Container, error) {
+	return show(ctx, c, args, -1, func(ctx context.Context, cl *controlapi.Client, refs []string) ([]controlapi.Container, error) {
 		list, err := cl.Containers(ctx, refs...)
 		if list == nil {
-			list = []control.Container{} // JSON: [], not null
+			list = []controlapi.Container{} // JSON: [], not null
 		}
 		return list, err
 	}, writeContainers)
 }
 
-func writeContainers(w io.Writer, list []control.Container) error {
+func writeContainers(w io.Writer, list []controlapi.Container) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tCONTAINER\tSTATE\tLABEL\tSIZE\tFS SIZE\tFS USED\tCACHED\tHELD\tLAST")
 	for _, ct := range list {
@@ -181,7 +181,7 @@ func (a *app) pool(ctx context.Context, args []string) error {
 		return show(ctx, a.command("pool status", "pool status [--format json]",
 			"The thin pool: data and metadata use, what it can still grow by (room), the guard's\n"+
 				"state and why it is blocked, if it is, and how far the containers' sizes over-commit it."),
-			rest[1:], 0, func(ctx context.Context, cl *control.Client, _ []string) (control.Pool, error) {
+			rest[1:], 0, func(ctx context.Context, cl *controlapi.Client, _ []string) (controlapi.Pool, error) {
 				return cl.Pool(ctx)
 			}, writePool)
 	case "extend":
@@ -190,7 +190,7 @@ func (a *app) pool(ctx context.Context, args []string) error {
 	return usageErr("pool: unknown command %q (dmsize pool -h)", rest[0])
 }
 
-func writePool(w io.Writer, p control.Pool) error {
+func writePool(w io.Writer, p controlapi.Pool) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintf(tw, "pool\t%s (%s)\n", dash(p.Name), dash(p.Kind))
 	fmt.Fprintf(tw, "data\t%s of %s used (%s)\n", size.Short(p.DataUsedBytes), size.Short(p.DataSizeBytes), percent(p.DataUsedBytes, p.DataSizeBytes))
@@ -233,10 +233,10 @@ func (a *app) poolExtend(ctx context.Context, args []string) error {
 	if rel {
 		target = "by " + size.Format(b)
 	}
-	var r control.ExtendResult
+	var r controlapi.ExtendResult
 	if err := a.call(ctx, "pool extend "+part+" "+target, "extending the pool's "+part+" "+target, growTimeout,
-		func(ctx context.Context, cl *control.Client) (err error) {
-			r, err = cl.Extend(ctx, control.ExtendRequest{Metadata: *meta, Size: want})
+		func(ctx context.Context, cl *controlapi.Client) (err error) {
+			r, err = cl.Extend(ctx, controlapi.ExtendRequest{Metadata: *meta, Size: want})
 			return err
 		}); err != nil {
 		return err
@@ -261,8 +261,8 @@ func (a *app) version(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "cli     %s\n", version)
-	var v control.Version
-	err := a.call(ctx, "plugin version", "asking the plugin", control.DefaultTimeout, func(ctx context.Context, cl *control.Client) (err error) {
+	var v controlapi.Version
+	err := a.call(ctx, "plugin version", "asking the plugin", controlapi.DefaultTimeout, func(ctx context.Context, cl *controlapi.Client) (err error) {
 		v, err = cl.Version(ctx)
 		return err
 	})
@@ -287,7 +287,7 @@ func parseSize(s string) (b int64, rel bool, err error) {
 }
 
 // describe is "web (1de44219f8fd)".
-func describe(ct control.Container) string {
+func describe(ct controlapi.Container) string {
 	if ct.Name == "" {
 		return shortID(ct.ID)
 	}

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/dmsize/dmsize/backend/snapshotter"
-	"github.com/dmsize/dmsize/driver/size"
 	"github.com/dmsize/dmsize/internal/atomicfile"
+	"github.com/dmsize/dmsize/size"
 )
 
 // Where the host keeps what containerd-sync reads, by default: dmsize's state directory under

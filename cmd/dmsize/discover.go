@@ -9,21 +9,22 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/dmsize/dmsize/control"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
+
+	"github.com/dmsize/dmsize/controlapi"
 )
 
 // pluginsRoot is where the engine makes each managed plugin's socket directory, by full ID.
-const pluginsRoot = control.PluginSocketDir
+const pluginsRoot = controlapi.PluginSocketDir
 
 // entrypoint tells the dmsize plugin from others (config.json), whatever name it was
 // installed under: a registry's, with any tag.
 var entrypoint = []string{"/dmsize-plugin"}
 
 // client is a control client for --socket's path, or for the plugin the engine runs.
-func (a *app) client(ctx context.Context) (*control.Client, error) {
+func (a *app) client(ctx context.Context) (*controlapi.Client, error) {
 	sock := a.socket
 	if sock == "" {
 		var err error
@@ -33,7 +34,7 @@ func (a *app) client(ctx context.Context) (*control.Client, error) {
 	} else if a.plugin != "" {
 		return nil, usageErr("--plugin and --socket: give one")
 	}
-	return control.NewClient(sock), nil
+	return controlapi.NewClient(sock), nil
 }
 
 // discover finds the plugin's control socket through the Docker API.
@@ -51,7 +52,7 @@ func (a *app) discover(ctx context.Context) (string, error) {
 		return "", usageErr("Docker API %s: %v", host, err)
 	}
 	defer api.Close()
-	ctx, cancel := context.WithTimeout(ctx, control.DefaultTimeout)
+	ctx, cancel := context.WithTimeout(ctx, controlapi.DefaultTimeout)
 	defer cancel()
 	p, err := a.findPlugin(ctx, api)
 	if err != nil {
@@ -67,7 +68,7 @@ func (a *app) discover(ctx context.Context) (string, error) {
 	if !p.Enabled {
 		return "", unreachableErr("the dmsize plugin %s is disabled (docker plugin enable %s)", p.Name, p.Name)
 	}
-	return filepath.Join(a.pluginsRoot, p.ID, control.SocketName), nil
+	return filepath.Join(a.pluginsRoot, p.ID, controlapi.SocketName), nil
 }
 
 func (a *app) findPlugin(ctx context.Context, api *client.Client) (*types.Plugin, error) {
@@ -117,7 +118,7 @@ func enabled(on bool) string {
 // hint says what to do when the control socket refuses the user: it is root's. (The client
 // keeps only the dial error's text.)
 func hint(err error) error {
-	if errors.Is(err, control.ErrUnreachable) && errors.Is(err, syscall.EACCES) {
+	if errors.Is(err, controlapi.ErrUnreachable) && errors.Is(err, syscall.EACCES) {
 		return fmt.Errorf("%w (the control socket is root's: run dmsize as root)", err)
 	}
 	return err

@@ -10,31 +10,32 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dmsize/dmsize/control"
 	"github.com/docker/docker/api/types"
+
+	"github.com/dmsize/dmsize/controlapi"
 )
 
 const G = int64(1) << 30
 
 var (
-	web = control.Container{
+	web = controlapi.Container{
 		ID: "1de44219f8fd8d7c0b3a1e6b0ab1c1f9e2d3c4b5a6978877665544332211ffee", Name: "web", State: "running",
 		Label: "10G", GrownBytes: 60 * G, Device: "docker-254:0-131101-048422af", SizeBytes: 60 * G,
 		CachedBytes: 60 * G, PersistedBytes: 60 * G, FSSizeBytes: 60*G - 1<<20, FSUsedBytes: 354_000_000,
 		Held: true, LastAction: "grown", Updated: "2025-11-25T15:00:00Z",
 	}
-	db = control.Container{
+	db = controlapi.Container{
 		ID: "77aa0c5e3f1200000000000000000000000000000000000000000000000000aa", Name: "db", State: "exited",
 		Label: "42X", Device: "docker-254:0-131101-9f0e", CachedBytes: 10 * G, PersistedBytes: 10 * G,
 		LastAction: "rejected", LastError: "label dm.size=42X rejected: size \"42X\": not a size in Docker's grammar (e.g. 42G, 512M, 1.5T)",
 	}
-	pool = control.Pool{
+	pool = controlapi.Pool{
 		Name: "docker-254:0-131101-pool", Kind: "loop-lvm", DataUsedBytes: 2254857830, DataSizeBytes: 8 * G,
 		MetaUsedBytes: 1258291, MetaSizeBytes: 2 * G, Mode: "rw", RoomBytes: 99321118720,
 		RoomWhy: "host filesystem free, less MIN_HOST_FREE 5GiB", Guard: "on", Threshold: 0.8,
 		ProvisionedBytes: 70 * G, OvercommitRatio: 8.75, ContainersHeld: 1, ContainersWithRec: 2,
 	}
-	grown = control.GrowResult{Container: web, Action: "grown", BeforeBytes: 10 * G, AfterBytes: 60 * G,
+	grown = controlapi.GrowResult{Container: web, Action: "grown", BeforeBytes: 10 * G, AfterBytes: 60 * G,
 		Strategy: "online", DurationMS: 1234, Message: "grown"}
 )
 
@@ -121,7 +122,7 @@ func TestUsage(t *testing.T) {
 
 func TestGrow(t *testing.T) {
 	for _, tc := range []struct {
-		answer control.GrowResult
+		answer controlapi.GrowResult
 		args   []string
 		out    string
 		asked  string
@@ -129,15 +130,15 @@ func TestGrow(t *testing.T) {
 		// Global flags after the command, too.
 		{grown, []string{"grow", "web", "60G", "--socket", "SOCK"},
 			"web (1de44219f8fd): 10GiB -> 60GiB (grown in 1.2s)\n", `{"ref":"web","size":"60G"}`},
-		{control.GrowResult{Container: web, Action: "unchanged", BeforeBytes: 60 * G, AfterBytes: 60 * G}, []string{"--socket", "SOCK", "grow", "1de44219f8fd", "60g"},
+		{controlapi.GrowResult{Container: web, Action: "unchanged", BeforeBytes: 60 * G, AfterBytes: 60 * G}, []string{"--socket", "SOCK", "grow", "1de44219f8fd", "60g"},
 			"web (1de44219f8fd): already 60GiB\n", `{"ref":"1de44219f8fd","size":"60g"}`},
-		{control.GrowResult{Container: web, Action: "would-grow", BeforeBytes: 10 * G, AfterBytes: 60 * G}, []string{"--socket", "SOCK", "grow", "web", "--dry-run", "60G"},
+		{controlapi.GrowResult{Container: web, Action: "would-grow", BeforeBytes: 10 * G, AfterBytes: 60 * G}, []string{"--socket", "SOCK", "grow", "web", "--dry-run", "60G"},
 			"would grow web (1de44219f8fd): 10GiB -> 60GiB (nothing changed)\n", `{"ref":"web","size":"60G","dry_run":true}`},
-		{control.GrowResult{Action: "repaired", BeforeBytes: 10 * G, AfterBytes: 60 * G, DurationMS: 80}, []string{"--socket", "SOCK", "grow", "web", "60G"},
+		{controlapi.GrowResult{Action: "repaired", BeforeBytes: 10 * G, AfterBytes: 60 * G, DurationMS: 80}, []string{"--socket", "SOCK", "grow", "web", "60G"},
 			"web: 10GiB -> 60GiB (repaired in 80ms)\n", `{"ref":"web","size":"60G"}`},
 	} {
 		ctl := controlAt(t)
-		ctl.set("POST "+control.PathGrow, answer{body: tc.answer})
+		ctl.set("POST "+controlapi.PathGrow, answer{body: tc.answer})
 		args := slices.Clone(tc.args)
 		args[slices.Index(args, "SOCK")] = ctl.sock
 		r := dmsize(t, nil, "", args...)
@@ -152,7 +153,7 @@ func TestGrow(t *testing.T) {
 }
 
 // Each kind of refusal: its exit code, one line naming the container and the size (the
-// plugin's own words do, as plugin/control.go puts them; the CLI's prefix does otherwise).
+// plugin's own words do, as plugin/controlapi.go puts them; the CLI's prefix does otherwise).
 func TestGrowRefused(t *testing.T) {
 	for _, tc := range []struct {
 		status int
@@ -160,22 +161,22 @@ func TestGrowRefused(t *testing.T) {
 		code   int
 		err    string
 	}{
-		{409, control.Error{Kind: control.KindRefused, Message: "container web: grow to 5GiB: 5GiB is smaller than the current size 10GiB; dmsize never shrinks a filesystem"},
+		{409, controlapi.Error{Kind: controlapi.KindRefused, Message: "container web: grow to 5GiB: 5GiB is smaller than the current size 10GiB; dmsize never shrinks a filesystem"},
 			exitRefused, "dmsize: container web: grow to 5GiB: 5GiB is smaller than the current size 10GiB; dmsize never shrinks a filesystem\n"},
-		{409, control.Error{Kind: control.KindRefused, Message: "5GiB is above the plugin's maximum 1GiB"},
+		{409, controlapi.Error{Kind: controlapi.KindRefused, Message: "5GiB is above the plugin's maximum 1GiB"},
 			exitRefused, "dmsize: grow web to 5GiB: 5GiB is above the plugin's maximum 1GiB\n"},
-		{404, control.Error{Kind: control.KindNotFound, Message: "container web: grow to 5GiB: no such container"}, exitRefused,
+		{404, controlapi.Error{Kind: controlapi.KindNotFound, Message: "container web: grow to 5GiB: no such container"}, exitRefused,
 			"dmsize: container web: grow to 5GiB: no such container\n"},
-		{400, control.Error{Kind: control.KindInvalid, Message: "a grow request needs a container and a size"}, exitRefused,
+		{400, controlapi.Error{Kind: controlapi.KindInvalid, Message: "a grow request needs a container and a size"}, exitRefused,
 			"dmsize: grow web to 5GiB: a grow request needs a container and a size\n"},
-		{500, control.Error{Kind: control.KindFailed, Message: "resize2fs: failed\nline two"}, exitRefused,
+		{500, controlapi.Error{Kind: controlapi.KindFailed, Message: "resize2fs: failed\nline two"}, exitRefused,
 			"dmsize: grow web to 5GiB: resize2fs: failed line two\n"},
-		{503, control.Error{Kind: control.KindUnavailable, Message: "the plugin is not set up"}, exitUnreachable,
+		{503, controlapi.Error{Kind: controlapi.KindUnavailable, Message: "the plugin is not set up"}, exitUnreachable,
 			"dmsize: grow web to 5GiB: the plugin is not set up\n"},
 		{502, "bad gateway\n", exitRefused, "dmsize: grow web to 5GiB: POST /v1/containers/grow: 502 Bad Gateway: bad gateway\n"},
 	} {
 		ctl := controlAt(t)
-		ctl.set("POST "+control.PathGrow, answer{status: tc.status, body: tc.body})
+		ctl.set("POST "+controlapi.PathGrow, answer{status: tc.status, body: tc.body})
 		r := dmsize(t, nil, "", "--socket", ctl.sock, "grow", "web", "5G")
 		r.check(t, tc.code)
 		if tc.err != "" && r.stderr != tc.err {
@@ -201,7 +202,7 @@ func TestUnreachableSocket(t *testing.T) {
 
 func TestStatus(t *testing.T) {
 	ctl := controlAt(t)
-	ctl.set("GET "+control.PathContainers, answer{body: []control.Container{web, db}})
+	ctl.set("GET "+controlapi.PathContainers, answer{body: []controlapi.Container{web, db}})
 	r := dmsize(t, nil, "", "--socket", ctl.sock, "status")
 	r.check(t, exitOK)
 	want := `NAME  CONTAINER     STATE    LABEL  SIZE   FS SIZE  FS USED   CACHED  HELD  LAST
@@ -220,11 +221,11 @@ db    77aa0c5e3f12  exited   42X    -      -        -         10GiB   no    labe
 
 func TestStatusJSON(t *testing.T) {
 	ctl := controlAt(t)
-	ctl.set("GET "+control.PathContainers, answer{body: []control.Container{web}})
+	ctl.set("GET "+controlapi.PathContainers, answer{body: []controlapi.Container{web}})
 	// --format after the container, the way the synopsis puts it.
 	r := dmsize(t, nil, "", "--socket", ctl.sock, "status", "web", "--format", "json")
 	r.check(t, exitOK)
-	want, _ := json.MarshalIndent([]control.Container{web}, "", "  ")
+	want, _ := json.MarshalIndent([]controlapi.Container{web}, "", "  ")
 	if r.stdout != string(want)+"\n" {
 		t.Errorf("stdout\n%s\nwant\n%s", r.stdout, want)
 	}
@@ -236,7 +237,7 @@ func TestStatusJSON(t *testing.T) {
 	if raw[0]["fs_used_bytes"] != float64(354_000_000) || raw[0]["size_bytes"] != float64(60*G) || raw[0]["id"] != web.ID {
 		t.Errorf("JSON %v", raw[0])
 	}
-	ctl.set("GET "+control.PathContainers, answer{body: "null"})
+	ctl.set("GET "+controlapi.PathContainers, answer{body: "null"})
 	r = dmsize(t, nil, "", "--socket", ctl.sock, "status", "--format=json")
 	r.check(t, exitOK)
 	if r.stdout != "[]\n" {
@@ -246,7 +247,7 @@ func TestStatusJSON(t *testing.T) {
 
 func TestStatusNotFound(t *testing.T) {
 	ctl := controlAt(t)
-	ctl.set("GET "+control.PathContainers, answer{status: 404, body: control.Error{Kind: control.KindNotFound, Message: "no such container: nope"}})
+	ctl.set("GET "+controlapi.PathContainers, answer{status: 404, body: controlapi.Error{Kind: controlapi.KindNotFound, Message: "no such container: nope"}})
 	r := dmsize(t, nil, "", "--socket", ctl.sock, "status", "web", "nope")
 	r.check(t, exitRefused)
 	if want := "dmsize: status web nope: no such container: nope\n"; r.stderr != want {
@@ -258,7 +259,7 @@ func TestPoolStatus(t *testing.T) {
 	ctl := controlAt(t)
 	blocked := pool
 	blocked.Blocked = "MAX_POOL_SIZE 8GiB reached"
-	ctl.set("GET "+control.PathPool, answer{body: blocked})
+	ctl.set("GET "+controlapi.PathPool, answer{body: blocked})
 	r := dmsize(t, nil, "", "--socket", ctl.sock, "pool", "status")
 	r.check(t, exitOK)
 	want := `pool         docker-254:0-131101-pool (loop-lvm)
@@ -284,13 +285,13 @@ containers   1 held, 2 with records
 
 func TestPoolExtend(t *testing.T) {
 	ctl := controlAt(t)
-	ctl.set("POST "+control.PathPoolExtend, answer{body: control.ExtendResult{Part: "data", BeforeBytes: 8 * G, AfterBytes: 10 * G, DurationMS: 312}})
+	ctl.set("POST "+controlapi.PathPoolExtend, answer{body: controlapi.ExtendResult{Part: "data", BeforeBytes: 8 * G, AfterBytes: 10 * G, DurationMS: 312}})
 	r := dmsize(t, nil, "", "--socket", ctl.sock, "pool", "extend", "+2G")
 	r.check(t, exitOK)
 	if want := "pool data: 8GiB -> 10GiB (extended in 312ms)\n"; r.stdout != want {
 		t.Errorf("stdout %q, want %q", r.stdout, want)
 	}
-	ctl.set("POST "+control.PathPoolExtend, answer{body: control.ExtendResult{Part: "metadata", BeforeBytes: 1 * G, AfterBytes: 1 * G}})
+	ctl.set("POST "+controlapi.PathPoolExtend, answer{body: controlapi.ExtendResult{Part: "metadata", BeforeBytes: 1 * G, AfterBytes: 1 * G}})
 	r = dmsize(t, nil, "", "--socket", ctl.sock, "pool", "extend", "1G", "--metadata")
 	r.check(t, exitOK)
 	if want := "pool metadata: already 1GiB\n"; r.stdout != want {
@@ -300,20 +301,20 @@ func TestPoolExtend(t *testing.T) {
 	if got := ctl.asked(); !equal(got, want) {
 		t.Errorf("asked %q, want %q", got, want)
 	}
-	ctl.set("POST "+control.PathPoolExtend, answer{status: 409, body: control.Error{Kind: control.KindRefused, Message: "pool data to 100G: 100GiB is above MAX_POOL_SIZE=64G"}})
+	ctl.set("POST "+controlapi.PathPoolExtend, answer{status: 409, body: controlapi.Error{Kind: controlapi.KindRefused, Message: "pool data to 100G: 100GiB is above MAX_POOL_SIZE=64G"}})
 	r = dmsize(t, nil, "", "--socket", ctl.sock, "pool", "extend", "100G")
 	r.check(t, exitRefused)
 	if want := "dmsize: pool data to 100G: 100GiB is above MAX_POOL_SIZE=64G\n"; r.stderr != want {
 		t.Errorf("stderr %q, want %q", r.stderr, want)
 	}
-	ctl.set("POST "+control.PathPoolExtend, answer{status: 500, body: control.Error{Kind: control.KindFailed, Message: "lvextend: exit status 5"}})
+	ctl.set("POST "+controlapi.PathPoolExtend, answer{status: 500, body: controlapi.Error{Kind: controlapi.KindFailed, Message: "lvextend: exit status 5"}})
 	r = dmsize(t, nil, "", "--socket", ctl.sock, "pool", "extend", "+100G")
 	r.check(t, exitRefused)
 	if want := "dmsize: pool extend data by 100GiB: lvextend: exit status 5\n"; r.stderr != want {
 		t.Errorf("stderr %q, want %q", r.stderr, want)
 	}
 	// Smaller than now: the guard says so, and there is nothing to do.
-	ctl.set("POST "+control.PathPoolExtend, answer{body: control.ExtendResult{Part: "data", BeforeBytes: 8 * G, AfterBytes: 8 * G,
+	ctl.set("POST "+controlapi.PathPoolExtend, answer{body: controlapi.ExtendResult{Part: "data", BeforeBytes: 8 * G, AfterBytes: 8 * G,
 		Message: "the pool's data is already 8GiB (asked for 4GiB; a pool never shrinks)"}})
 	r = dmsize(t, nil, "", "--socket", ctl.sock, "pool", "extend", "4G")
 	r.check(t, exitOK)
@@ -324,14 +325,14 @@ func TestPoolExtend(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	ctl := controlAt(t)
-	ctl.set("GET "+control.PathVersion, answer{body: control.Version{Plugin: "v1.2", API: "v1"}})
+	ctl.set("GET "+controlapi.PathVersion, answer{body: controlapi.Version{Plugin: "v1.2", API: "v1"}})
 	r := dmsize(t, nil, "", "--socket", ctl.sock, "version")
 	r.check(t, exitOK)
 	if want := "cli     dev\nplugin  v1.2 (control API v1)\n"; r.stdout != want {
 		t.Errorf("stdout %q, want %q", r.stdout, want)
 	}
 	// A plugin without a version: unavailable, as is one not running.
-	ctl.set("GET "+control.PathVersion, answer{status: 404, body: "404 page not found\n"})
+	ctl.set("GET "+controlapi.PathVersion, answer{status: 404, body: "404 page not found\n"})
 	r = dmsize(t, nil, "", "--socket", ctl.sock, "version")
 	r.check(t, exitUnreachable)
 	r = dmsize(t, nil, "", "--socket", filepath.Join(shortDir(t), "none.sock"), "version")
@@ -351,8 +352,8 @@ func installed(t *testing.T, apiVersion string, plugins ...*pluginAt) (f *fakeDo
 	for _, p := range plugins {
 		list = append(list, p.spec)
 		if p.ctl != nil {
-			*p.ctl = newFakeControl(t, filepath.Join(root, p.spec.ID, control.SocketName))
-			(*p.ctl).set("GET "+control.PathContainers, answer{body: []control.Container{web}})
+			*p.ctl = newFakeControl(t, filepath.Join(root, p.spec.ID, controlapi.SocketName))
+			(*p.ctl).set("GET "+controlapi.PathContainers, answer{body: []controlapi.Container{web}})
 		}
 	}
 	return newFakeDocker(t, apiVersion, list...), root
@@ -462,7 +463,7 @@ func TestNoEngine(t *testing.T) {
 // On a terminal, a request over the delay shows a spinner, erased before the answer.
 func TestProgress(t *testing.T) {
 	ctl := controlAt(t)
-	ctl.set("POST "+control.PathGrow, answer{body: grown, delay: 300 * time.Millisecond})
+	ctl.set("POST "+controlapi.PathGrow, answer{body: grown, delay: 300 * time.Millisecond})
 	run := func(args ...string) result {
 		var out, errb bytes.Buffer
 		a := newApp(&out, &errb, func(string) string { return "" })
@@ -477,13 +478,13 @@ func TestProgress(t *testing.T) {
 	if !strings.HasPrefix(r.stderr, "\r| growing web to 60GiB… 0s\x1b[K\r/ growing") || !strings.HasSuffix(r.stderr, "s\x1b[K\r\x1b[K") {
 		t.Errorf("stderr %q", r.stderr)
 	}
-	ctl.set("POST "+control.PathGrow, answer{status: 409, body: control.Error{Kind: control.KindRefused, Message: "no"}, delay: 300 * time.Millisecond})
+	ctl.set("POST "+controlapi.PathGrow, answer{status: 409, body: controlapi.Error{Kind: controlapi.KindRefused, Message: "no"}, delay: 300 * time.Millisecond})
 	r = run("grow", "web", "60G")
 	if r.code != exitRefused || !strings.HasSuffix(r.stderr, "\x1b[K\r\x1b[Kdmsize: grow web to 60GiB: no\n") {
 		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 	}
 	// Quick answers show nothing.
-	ctl.set("POST "+control.PathGrow, answer{body: grown})
+	ctl.set("POST "+controlapi.PathGrow, answer{body: grown})
 	if r = run("grow", "web", "60G"); r.stderr != "" {
 		t.Errorf("stderr %q", r.stderr)
 	}

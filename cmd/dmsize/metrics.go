@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dmsize/dmsize/control"
+	"github.com/dmsize/dmsize/controlapi"
 )
 
 // metrics prints the plugin's Prometheus exposition once, or serves it on the host with
@@ -33,7 +33,7 @@ func (a *app) metrics(ctx context.Context, args []string) error {
 		return a.serveMetrics(ctx, *listen)
 	}
 	var text []byte
-	if err := a.call(ctx, "metrics", "asking the plugin", control.DefaultTimeout, func(ctx context.Context, cl *control.Client) (err error) {
+	if err := a.call(ctx, "metrics", "asking the plugin", controlapi.DefaultTimeout, func(ctx context.Context, cl *controlapi.Client) (err error) {
 		text, _, err = cl.Metrics(ctx)
 		return err
 	}); err != nil {
@@ -54,14 +54,14 @@ func (a *app) serveMetrics(ctx context.Context, addr string) error {
 	}
 	p := &metricsProxy{a: a}
 	mux := http.NewServeMux()
-	mux.Handle("GET "+control.PathMetrics, p) // and HEAD
+	mux.Handle("GET "+controlapi.PathMetrics, p) // and HEAD
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
 	})
-	fmt.Fprintf(a.stderr, "dmsize: metrics: serving http://%s%s from the dmsize plugin's control socket\n", l.Addr(), control.PathMetrics)
+	fmt.Fprintf(a.stderr, "dmsize: metrics: serving http://%s%s from the dmsize plugin's control socket\n", l.Addr(), controlapi.PathMetrics)
 	if a.listening != nil {
 		a.listening(l.Addr())
 	}
@@ -96,16 +96,16 @@ func (p *metricsProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // through the engine (the plugin was disabled, restarted or reinstalled under a new ID), once
 // per scrape. Each change between answering and not, or of the reason, is one line on stderr.
 func (p *metricsProxy) fetch(ctx context.Context) ([]byte, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, control.DefaultTimeout)
+	ctx, cancel := context.WithTimeout(ctx, controlapi.DefaultTimeout)
 	defer cancel()
 	sock, fresh, err := p.socket(ctx, false)
 	var text []byte
 	var ct string
 	if err == nil {
-		text, ct, err = control.NewClient(sock).Metrics(ctx)
-		if errors.Is(err, control.ErrUnreachable) && !fresh {
+		text, ct, err = controlapi.NewClient(sock).Metrics(ctx)
+		if errors.Is(err, controlapi.ErrUnreachable) && !fresh {
 			if sock, _, err = p.socket(ctx, true); err == nil {
-				text, ct, err = control.NewClient(sock).Metrics(ctx)
+				text, ct, err = controlapi.NewClient(sock).Metrics(ctx)
 			}
 		}
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dmsize/dmsize/control"
+	"github.com/dmsize/dmsize/controlapi"
 )
 
 const (
@@ -26,7 +26,7 @@ var metricsAnswer = answer{body: exposition, ctype: expositionType}
 
 func TestMetrics(t *testing.T) {
 	ctl := controlAt(t)
-	ctl.set("GET "+control.PathMetrics, metricsAnswer)
+	ctl.set("GET "+controlapi.PathMetrics, metricsAnswer)
 	r := dmsize(t, nil, "", "--socket", ctl.sock, "metrics")
 	r.check(t, exitOK)
 	if r.stdout != exposition {
@@ -36,7 +36,7 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("asked %q", got)
 	}
 	// Not set up yet: exit 3, nothing on stdout (a textfile collector keeps the last file).
-	ctl.set("GET "+control.PathMetrics, answer{status: 503, body: control.Error{Kind: control.KindUnavailable, Message: "the engine's storage driver is \"overlay2\""}})
+	ctl.set("GET "+controlapi.PathMetrics, answer{status: 503, body: controlapi.Error{Kind: controlapi.KindUnavailable, Message: "the engine's storage driver is \"overlay2\""}})
 	r = dmsize(t, nil, "", "--socket", ctl.sock, "metrics")
 	r.check(t, exitUnreachable)
 	if want := "dmsize: metrics: the engine's storage driver is \"overlay2\"\n"; r.stderr != want || r.stdout != "" {
@@ -50,7 +50,7 @@ func TestMetrics(t *testing.T) {
 	// Found through the engine; disabled.
 	var found *fakeControl
 	f, root := installed(t, "1.41", &pluginAt{spec: plugin("d1", "dmsize:latest", true, dmsizeEntry), ctl: &found})
-	found.set("GET "+control.PathMetrics, metricsAnswer)
+	found.set("GET "+controlapi.PathMetrics, metricsAnswer)
 	r = dmsize(t, map[string]string{"DOCKER_HOST": f.host}, root, "metrics")
 	r.check(t, exitOK)
 	if r.stdout != exposition {
@@ -144,7 +144,7 @@ func listen(t *testing.T, env map[string]string, root string, args ...string) *l
 	go func() { code <- a.run(append(args, "metrics", "--listen", "127.0.0.1:0")) }()
 	select {
 	case at := <-addr:
-		l.url = "http://" + at.String() + control.PathMetrics
+		l.url = "http://" + at.String() + controlapi.PathMetrics
 	case c := <-code:
 		t.Fatalf("exit %d before listening: %s", c, l.stderr)
 	case <-time.After(10 * time.Second):
@@ -199,7 +199,7 @@ func (l *listening) expect(t *testing.T, status int, body string) {
 func TestMetricsListen(t *testing.T) {
 	var first *fakeControl
 	f, root := installed(t, "1.41", &pluginAt{spec: plugin("d1", "dmsize:latest", true, dmsizeEntry), ctl: &first})
-	first.set("GET "+control.PathMetrics, metricsAnswer)
+	first.set("GET "+controlapi.PathMetrics, metricsAnswer)
 	l := listen(t, map[string]string{"DOCKER_HOST": f.host}, root)
 	l.expect(t, 200, exposition)
 	l.expect(t, 200, exposition)
@@ -211,20 +211,20 @@ func TestMetricsListen(t *testing.T) {
 	l.expect(t, 503, disabled)
 
 	f.install(plugin("d2", "dmsize:latest", true, dmsizeEntry))
-	second := newFakeControl(t, filepath.Join(root, "d2", control.SocketName))
-	second.set("GET "+control.PathMetrics, metricsAnswer)
+	second := newFakeControl(t, filepath.Join(root, "d2", controlapi.SocketName))
+	second.set("GET "+controlapi.PathMetrics, metricsAnswer)
 	l.expect(t, 200, exposition)
 
-	second.set("GET "+control.PathMetrics, answer{status: 503, body: control.Error{Kind: control.KindUnavailable, Message: "the engine's storage driver is \"overlay2\""}})
+	second.set("GET "+controlapi.PathMetrics, answer{status: 503, body: controlapi.Error{Kind: controlapi.KindUnavailable, Message: "the engine's storage driver is \"overlay2\""}})
 	l.expect(t, 503, "dmsize: the engine's storage driver is \"overlay2\"\n")
 	l.expect(t, 503, "dmsize: the engine's storage driver is \"overlay2\"\n")
-	second.set("GET "+control.PathMetrics, metricsAnswer)
+	second.set("GET "+controlapi.PathMetrics, metricsAnswer)
 	l.expect(t, 200, exposition)
 
 	if code := l.stop(); code != exitOK {
 		t.Errorf("exit %d after SIGTERM", code)
 	}
-	d1, d2 := filepath.Join(root, "d1", control.SocketName), filepath.Join(root, "d2", control.SocketName)
+	d1, d2 := filepath.Join(root, "d1", controlapi.SocketName), filepath.Join(root, "d2", controlapi.SocketName)
 	want := "dmsize: metrics: serving " + l.url + " from the dmsize plugin's control socket\n" +
 		"dmsize: metrics: the plugin answers at " + d1 + "\n" +
 		"dmsize: metrics: the dmsize plugin dmsize:latest is disabled (docker plugin enable dmsize:latest) (answering 503 until it does)\n" +
@@ -242,12 +242,12 @@ func TestMetricsListenSocket(t *testing.T) {
 	l := listen(t, nil, "", "--socket", sock)
 	l.expect(t, 503, "dmsize: cannot reach the dmsize plugin at "+sock)
 	ctl := newFakeControl(t, sock)
-	ctl.set("GET "+control.PathMetrics, metricsAnswer)
+	ctl.set("GET "+controlapi.PathMetrics, metricsAnswer)
 	l.expect(t, 200, exposition)
 	ctl.stop()
 	l.expect(t, 503, "dmsize: cannot reach the dmsize plugin at "+sock)
 	// Other paths are not served.
-	if resp, err := http.Get(strings.TrimSuffix(l.url, control.PathMetrics) + "/"); err != nil || resp.StatusCode != http.StatusNotFound {
+	if resp, err := http.Get(strings.TrimSuffix(l.url, controlapi.PathMetrics) + "/"); err != nil || resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /: %v %v", resp, err)
 	} else {
 		resp.Body.Close()

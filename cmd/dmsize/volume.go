@@ -7,8 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/dmsize/dmsize/control"
-	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/controlapi"
+	"github.com/dmsize/dmsize/size"
 )
 
 // volume is `dmsize volume status|grow`: the plugin's thin volumes.
@@ -28,10 +28,10 @@ func (a *app) volume(ctx context.Context, args []string) error {
 	case "status":
 		return show(ctx, a.command("volume status", "volume status [NAME...] [--format json]",
 			"dmsize's thin volumes, or the NAMEd ones."),
-			rest[1:], -1, func(ctx context.Context, cl *control.Client, names []string) ([]control.Volume, error) {
+			rest[1:], -1, func(ctx context.Context, cl *controlapi.Client, names []string) ([]controlapi.Volume, error) {
 				list, err := cl.Volumes(ctx, names...)
 				if list == nil {
-					list = []control.Volume{}
+					list = []controlapi.Volume{}
 				}
 				return list, err
 			}, writeVolumes)
@@ -41,7 +41,7 @@ func (a *app) volume(ctx context.Context, args []string) error {
 	return usageErr("volume: unknown command %q (dmsize volume -h)", rest[0])
 }
 
-func writeVolumes(w io.Writer, list []control.Volume) error {
+func writeVolumes(w io.Writer, list []controlapi.Volume) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSIZE\tFS\tSTATE\tMOUNTS\tFS SIZE\tFS USED\tDEVICE")
 	for _, v := range list {
@@ -68,14 +68,14 @@ func (a *app) volumeGrow(ctx context.Context, args []string) error {
 		return usageErr("volume grow %s: %v", name, err)
 	}
 	target := "volume " + name + " to " + size.Format(b)
-	var r control.VolumeGrowResult
-	if err := a.call(ctx, "grow "+target, "growing "+target, growTimeout, func(ctx context.Context, cl *control.Client) (err error) {
-		r, err = cl.VolumeGrow(ctx, control.VolumeGrowRequest{Name: name, Size: want})
+	var r controlapi.VolumeGrowResult
+	if err := a.call(ctx, "grow "+target, "growing "+target, growTimeout, func(ctx context.Context, cl *controlapi.Client) (err error) {
+		r, err = cl.VolumeGrow(ctx, controlapi.VolumeGrowRequest{Name: name, Size: want})
 		return err
 	}); err != nil {
 		return err
 	}
-	if r.Action == control.ActionUnchanged {
+	if r.Action == controlapi.ActionUnchanged {
 		fmt.Fprintf(a.stdout, "volume %s: already %s\n", name, size.Format(r.Volume.SizeBytes))
 		return nil
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dmsize/dmsize/control"
+	"github.com/dmsize/dmsize/controlapi"
 	"github.com/dmsize/dmsize/integration/harness"
 )
 
@@ -34,7 +34,7 @@ var writer = []string{"sh", "-c", "i=0; while :; do dd if=/dev/zero of=/f$((i%4)
 
 // dmsize grow on ext4: a running container grows online under fsync'd writes. (xfs: TestCLI's
 // first subtest, on its engine.) `make test-long` only: the fast suite grows ext4 online in
-// driver/fs (the ioctl), driver/thin (mounted, under writes) and TestSnapshotterLifecycle (a
+// kernel/fs (the ioctl), kernel/thin (mounted, under writes) and TestSnapshotterLifecycle (a
 // running container, dmsize grow), which leaves this engine's 90 s of set-up to the long one.
 func TestCLIGrowOnline(t *testing.T) {
 	e := harness.StartEngine(t, harness.Setup{Kind: "loop-lvm", FS: "ext4", DataSize: "12G"})
@@ -129,11 +129,11 @@ func TestCLI(t *testing.T) {
 	// Status, as a table and as JSON with exact bytes.
 	table := cli(t, 0, "status")
 	t.Logf("dmsize status:\n%s", table)
-	var list []control.Container
+	var list []controlapi.Container
 	if err := json.Unmarshal([]byte(cli(t, 0, "status", "--format", "json")), &list); err != nil {
 		t.Fatal(err)
 	}
-	byName := map[string]control.Container{}
+	byName := map[string]controlapi.Container{}
 	for _, c := range list {
 		byName[c.Name] = c
 	}
@@ -146,7 +146,7 @@ func TestCLI(t *testing.T) {
 
 	// The pool: status, an extension by hand, one a setting refuses.
 	t.Logf("dmsize pool status:\n%s", cli(t, 0, "pool", "status"))
-	var p control.Pool
+	var p controlapi.Pool
 	if err := json.Unmarshal([]byte(cli(t, 0, "pool", "status", "--format", "json")), &p); err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dmsize/dmsize/control"
+	"github.com/dmsize/dmsize/controlapi"
 	"github.com/dmsize/dmsize/integration/harness"
 )
 
@@ -273,17 +273,17 @@ func pluginSettings(e *harness.Engine, name string) string {
 }
 
 // statusOf is `dmsize status --format json` by container name.
-func statusOf(t *testing.T) map[string]control.Container {
+func statusOf(t *testing.T) map[string]controlapi.Container {
 	t.Helper()
 	out, errOut, code := harness.CLI("status", "--format", "json")
 	if code != 0 {
 		t.Fatalf("dmsize status: exit %d: %s", code, errOut)
 	}
-	var list []control.Container
+	var list []controlapi.Container
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		t.Fatalf("dmsize status --format json: %v: %s", err, out)
 	}
-	m := map[string]control.Container{}
+	m := map[string]controlapi.Container{}
 	for _, c := range list {
 		m[strings.TrimPrefix(c.Name, "/")] = c
 	}

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/errs"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/errs"
 )
 
 // fakeMapper keeps live and inactive tables per device and records calls.

@@ -1,4 +1,4 @@
-package main
+package plugin
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/dmsize/dmsize/control"
+	"github.com/dmsize/dmsize/controlapi"
 	"github.com/dmsize/dmsize/sizer"
 )
 
@@ -24,11 +24,11 @@ func TestControlGrow(t *testing.T) {
 	a := &app{log: l}
 	b := newFakeBackend()
 	withSizer(t, a, b, sizer.Policy{Max: 100 << 30})
-	grow := control.PathGrow
+	grow := controlapi.PathGrow
 
-	var res control.GrowResult
+	var res controlapi.GrowResult
 	callOK(t, a, "POST", grow, `{"ref":"web","size":"30G","dry_run":true}`, &res)
-	if res.Action != control.ActionWouldGrow || res.BeforeBytes != 10<<30 || res.AfterBytes != 30<<30 ||
+	if res.Action != controlapi.ActionWouldGrow || res.BeforeBytes != 10<<30 || res.AfterBytes != 30<<30 ||
 		res.Message != "would grow from 10GiB to 30GiB (dry run: nothing changed)" || res.Container.SizeBytes != 10<<30 {
 		t.Fatalf("dry run: %+v", res)
 	}
@@ -36,10 +36,10 @@ func TestControlGrow(t *testing.T) {
 		t.Fatalf("a dry run changed something: %q", calls)
 	}
 
-	res = control.GrowResult{}
+	res = controlapi.GrowResult{}
 	callOK(t, a, "POST", grow, `{"ref":"web","size":"30G"}`, &res)
 	c := res.Container
-	if res.Action != control.ActionGrown || res.Strategy != string(sizer.GrowLive) || res.Message != "grown from 10GiB to 30GiB" ||
+	if res.Action != controlapi.ActionGrown || res.Strategy != string(sizer.GrowLive) || res.Message != "grown from 10GiB to 30GiB" ||
 		res.BeforeBytes != 10<<30 || res.AfterBytes != 30<<30 || res.DurationMS < 0 {
 		t.Fatalf("grow: %+v", res)
 	}
@@ -56,26 +56,26 @@ func TestControlGrow(t *testing.T) {
 		t.Fatalf("backend calls\n%s\nwant\n%s", got, want)
 	}
 
-	res = control.GrowResult{}
+	res = controlapi.GrowResult{}
 	callOK(t, a, "POST", grow, `{"ref":"`+webID+`","size":"30G"}`, &res)
-	if res.Action != control.ActionUnchanged || res.Message != "already 30GiB" || res.Container.Name != "web" {
+	if res.Action != controlapi.ActionUnchanged || res.Message != "already 30GiB" || res.Container.Name != "web" {
 		t.Fatalf("the same size again, by ID: %+v", res)
 	}
 
 	callRefused(t, a, "POST", grow, []refusal{
-		{`{"ref":"web","size":"20G"}`, http.StatusConflict, control.KindRefused,
+		{`{"ref":"web","size":"20G"}`, http.StatusConflict, controlapi.KindRefused,
 			"container web: grow to 20GiB: size 20GiB rejected: 20GiB is smaller than the current size 30GiB; dmsize never shrinks a filesystem"},
-		{`{"ref":"web","size":"200G"}`, http.StatusConflict, control.KindRefused,
+		{`{"ref":"web","size":"200G"}`, http.StatusConflict, controlapi.KindRefused,
 			"container web: grow to 200GiB: size 200GiB rejected: 200GiB is above the plugin's maximum 100GiB"},
-		{`{"ref":"nosuch","size":"40G"}`, http.StatusNotFound, control.KindNotFound, "container nosuch: grow to 40GiB: no such container"},
-		{`{"ref":"web","size":""}`, http.StatusBadRequest, control.KindInvalid, "container web: "},
-		{`{"ref":"web"`, http.StatusBadRequest, control.KindInvalid, "a grow request needs a container and a size"},
-		{`{"size":"40G"}`, http.StatusBadRequest, control.KindInvalid, "a grow request needs a container and a size"},
+		{`{"ref":"nosuch","size":"40G"}`, http.StatusNotFound, controlapi.KindNotFound, "container nosuch: grow to 40GiB: no such container"},
+		{`{"ref":"web","size":""}`, http.StatusBadRequest, controlapi.KindInvalid, "container web: "},
+		{`{"ref":"web"`, http.StatusBadRequest, controlapi.KindInvalid, "a grow request needs a container and a size"},
+		{`{"size":"40G"}`, http.StatusBadRequest, controlapi.KindInvalid, "a grow request needs a container and a size"},
 	})
 
 	// A failure names the container by its name even when asked by ID.
 	b.stateErr = errors.New("dm: info thin-web: input/output error")
-	callFails(t, a, "POST", grow, `{"ref":"`+webID+`","size":"40G"}`, http.StatusInternalServerError, control.KindFailed,
+	callFails(t, a, "POST", grow, `{"ref":"`+webID+`","size":"40G"}`, http.StatusInternalServerError, controlapi.KindFailed,
 		"container web: grow to 40GiB: dm: info thin-web: input/output error")
 	for _, c := range b.Calls()[4:] {
 		if c != "hold thin-web" { // the repair keeps the grown device held: idempotent
@@ -99,8 +99,8 @@ func TestControlContainers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var list []control.Container
-	callOK(t, a, "GET", control.PathContainers, "", &list)
+	var list []controlapi.Container
+	callOK(t, a, "GET", controlapi.PathContainers, "", &list)
 	if len(list) != 2 || list[0].ID != webID || list[1].ID != dbID {
 		t.Fatalf("containers: %+v", list)
 	}
@@ -113,16 +113,16 @@ func TestControlContainers(t *testing.T) {
 	}
 
 	list = nil
-	callOK(t, a, "GET", control.PathContainers+"?ref=db", "", &list)
+	callOK(t, a, "GET", controlapi.PathContainers+"?ref=db", "", &list)
 	if len(list) != 1 || list[0].Name != "db" {
 		t.Fatalf("containers db: %+v", list)
 	}
-	callFails(t, a, "GET", control.PathContainers+"?ref=db&ref=nosuch", "", http.StatusNotFound, control.KindNotFound, "container nosuch: no such container")
+	callFails(t, a, "GET", controlapi.PathContainers+"?ref=db&ref=nosuch", "", http.StatusNotFound, controlapi.KindNotFound, "container nosuch: no such container")
 
 	b.stateErr = errors.New("dm: info thin-web: input/output error")
-	callFails(t, a, "GET", control.PathContainers, "", http.StatusInternalServerError, control.KindFailed, "container "+webID+": dm: info thin-web: input/output error")
+	callFails(t, a, "GET", controlapi.PathContainers, "", http.StatusInternalServerError, controlapi.KindFailed, "container "+webID+": dm: info thin-web: input/output error")
 	b.listErr = errors.New("engine: listing containers: connection refused")
-	callFails(t, a, "GET", control.PathContainers, "", http.StatusInternalServerError, control.KindFailed, "engine: listing containers: connection refused")
+	callFails(t, a, "GET", controlapi.PathContainers, "", http.StatusInternalServerError, controlapi.KindFailed, "engine: listing containers: connection refused")
 }
 
 // The control socket is root's only, replaces one a killed process left, and an unusable
@@ -131,14 +131,14 @@ func TestServeControlSocket(t *testing.T) {
 	l, _ := test.NewNullLogger()
 	a := &app{log: l}
 	dir := t.TempDir()
-	path := filepath.Join(dir, control.SocketName)
+	path := filepath.Join(dir, controlapi.SocketName)
 	if err := os.WriteFile(path, nil, 0o644); err != nil { // left by a killed process
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.serveControl(ctx, dir) }()
-	c := control.NewClient(path)
+	c := controlapi.NewClient(path)
 	eventually(t, "the control socket", func() bool { _, err := c.Version(ctx); return err == nil })
 	if fi, err := os.Stat(path); err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket %v %v, want a socket with mode 0600", fi.Mode(), err)

@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/errs"
-	"github.com/dmsize/dmsize/driver/loop"
-	"github.com/dmsize/dmsize/driver/size"
-	"github.com/dmsize/dmsize/internal/crashpoint"
 	"golang.org/x/sys/unix"
+
+	"github.com/dmsize/dmsize/internal/crashpoint"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/errs"
+	"github.com/dmsize/dmsize/kernel/loop"
+	"github.com/dmsize/dmsize/size"
 )
 
 // GrowLoopPool grows a loop-backed pool (the engine's loop-lvm): the sparse data file to

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/dmsize/dmsize/driver/errs"
+	"github.com/dmsize/dmsize/kernel/errs"
 )
 
 // GrowFile makes the file at path newSize bytes long. The new tail is a hole, so it costs no

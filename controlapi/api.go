@@ -1,7 +1,7 @@
-// Package control is dmsize's control API: the types and the client that both the plugin
+// Package controlapi is dmsize's control API: the types and the client that both the plugin
 // (which serves it on a root-only unix socket) and the dmsize CLI use. JSON over HTTP,
 // versioned by path (/v1/...). Sizes are exact bytes; the CLI formats them.
-package control
+package controlapi
 
 // APIVersion prefixes every path.
 const APIVersion = "v1"

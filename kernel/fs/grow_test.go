@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dmsize/dmsize/driver/errs"
+	"github.com/dmsize/dmsize/kernel/errs"
 )
 
 // Grow checks its arguments before touching anything; the real growing is in fs_vm_test.go.

@@ -9,10 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/errs"
-	"github.com/dmsize/dmsize/driver/fs"
 	"github.com/dmsize/dmsize/internal/vmfixture"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/errs"
+	"github.com/dmsize/dmsize/kernel/fs"
 )
 
 const (

@@ -1,11 +1,7 @@
-// Command dmsize-plugin is the dmsize managed Docker plugin: it gives containers the root
-// filesystem size their dm.size label asks for, on Docker's devicemapper graph driver.
-//
-// It always follows the engine's events (events mode). With MODE=strict and the plugin listed in
-// the engine's "authorization-plugins", it also validates labels at `docker create` and sizes
-// the device before the create response returns (docker.authz/1.0). It is also a volume
-// driver (docker.volumedriver/1.0): thin volumes with a size, in a pool of its own.
-package main
+// Package plugin is the dmsize managed Docker plugin, wired: its settings, the engine's
+// requests (authorization, volumes), the control API's server, and Main, which
+// cmd/dmsize-plugin runs. What it does is in the packages below it.
+package plugin
 
 import (
 	"context"
@@ -20,16 +16,19 @@ import (
 	"github.com/docker/go-connections/sockets"
 	"github.com/sirupsen/logrus"
 
-	"github.com/dmsize/dmsize/control"
+	"github.com/dmsize/dmsize/controlapi"
 	"github.com/dmsize/dmsize/internal/crashpoint"
 )
 
-// socketName is the plugin socket under control.PluginSocketDir, as named in config.json.
+// socketName is the plugin socket under controlapi.PluginSocketDir, as named in config.json.
 const socketName = "dmsize"
 
+// version is the build's, as Main was given it.
 var version = "dev"
 
-func main() {
+// Main runs the plugin until SIGTERM or SIGINT: the command dmsize-plugin.
+func Main(buildVersion string) {
+	version = buildVersion
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 	if *showVersion {
@@ -53,8 +52,8 @@ func main() {
 	// then only every 3 s; a plugin that dies between a failed first dial and the next one is
 	// disabled for good. A listening socket takes the dial; requests wait in the backlog until
 	// the handler serves them, once the records are repaired.
-	os.MkdirAll(control.PluginSocketDir, 0o755)
-	l, err := sockets.NewUnixSocket(filepath.Join(control.PluginSocketDir, socketName+".sock"), 0)
+	os.MkdirAll(controlapi.PluginSocketDir, 0o755)
+	l, err := sockets.NewUnixSocket(filepath.Join(controlapi.PluginSocketDir, socketName+".sock"), 0)
 	if err != nil {
 		log.WithError(err).Fatal("listening on the plugin socket")
 	}
@@ -75,7 +74,7 @@ func main() {
 	go a.run(ctx)
 
 	go func() {
-		if err := a.serveControl(ctx, control.PluginSocketDir); err != nil {
+		if err := a.serveControl(ctx, controlapi.PluginSocketDir); err != nil {
 			log.WithError(err).Error("serving the control API; the dmsize CLI cannot reach this plugin")
 		}
 	}()

@@ -10,9 +10,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/errs"
-	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/errs"
+	"github.com/dmsize/dmsize/size"
 )
 
 // Mapper is the part of *dm.Control this package uses; tests substitute a fake to inject the

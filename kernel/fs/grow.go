@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/dmsize/dmsize/driver/errs"
+	"github.com/dmsize/dmsize/kernel/errs"
 )
 
 // grower grows the filesystem on dev, mounted at root, to newSize bytes, and reports its size

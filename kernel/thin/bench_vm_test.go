@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dmsize/dmsize/driver/fs"
 	"github.com/dmsize/dmsize/internal/vmfixture"
+	"github.com/dmsize/dmsize/kernel/fs"
 )
 
 // BenchmarkGrowMounted grows a mounted, busy thin device and its filesystem by 256 MiB per

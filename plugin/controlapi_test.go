@@ -1,4 +1,4 @@
-package main
+package plugin
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 
 	"github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/dmsize/dmsize/control"
+	"github.com/dmsize/dmsize/controlapi"
 	"github.com/dmsize/dmsize/metrics"
 	"github.com/dmsize/dmsize/sizer"
 )
@@ -44,43 +44,43 @@ func TestControlAPI(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go a.serveControl(ctx, dir)
-	c := control.NewClient(filepath.Join(dir, control.SocketName))
-	var v control.Version
+	c := controlapi.NewClient(filepath.Join(dir, controlapi.SocketName))
+	var v controlapi.Version
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		var err error
 		if v, err = c.Version(ctx); err == nil || time.Now().After(deadline) {
 			break
 		}
 	}
-	if v.API != control.APIVersion {
+	if v.API != controlapi.APIVersion {
 		t.Fatalf("version %+v", v)
 	}
 	kind := func(err error) string {
-		var e *control.Error
+		var e *controlapi.Error
 		if errors.As(err, &e) {
 			return e.Kind
 		}
 		return fmt.Sprint(err)
 	}
-	if _, err := c.Containers(ctx); kind(err) != control.KindUnavailable {
+	if _, err := c.Containers(ctx); kind(err) != controlapi.KindUnavailable {
 		t.Fatalf("before the sizer: %v", err)
 	}
 	a.giveUp(l, nil, "the engine's storage driver is \"overlay2\"")
-	if _, err := c.Grow(ctx, control.GrowRequest{Ref: "web", Size: "60G"}); kind(err) != control.KindUnavailable || !strings.Contains(err.Error(), "overlay2") {
+	if _, err := c.Grow(ctx, controlapi.GrowRequest{Ref: "web", Size: "60G"}); kind(err) != controlapi.KindUnavailable || !strings.Contains(err.Error(), "overlay2") {
 		t.Fatalf("after giving up: %v", err)
 	}
 	store, _ := sizer.OpenStore(t.TempDir(), l)
 	e := overlayEngine{}
 	a.sizer.Store(sizer.New(sizer.Config{Engine: e, Devices: e, Sizes: e, Store: store, Log: l}))
 	for _, tc := range []struct {
-		req  control.GrowRequest
+		req  controlapi.GrowRequest
 		kind string
 		says string
 	}{
-		{control.GrowRequest{Ref: "web", Size: "60X"}, control.KindInvalid, "container web: size \"60X\""},
-		{control.GrowRequest{Size: "60G"}, control.KindInvalid, "needs a container"},
-		{control.GrowRequest{Ref: "nosuch", Size: "60G"}, control.KindNotFound, "container nosuch: grow to 60GiB: no such container"},
-		{control.GrowRequest{Ref: "web", Size: "60G"}, control.KindRefused, "container web: grow to 60GiB: size 60GiB rejected: the container is not on the engine's devicemapper thin pool"},
+		{controlapi.GrowRequest{Ref: "web", Size: "60X"}, controlapi.KindInvalid, "container web: size \"60X\""},
+		{controlapi.GrowRequest{Size: "60G"}, controlapi.KindInvalid, "needs a container"},
+		{controlapi.GrowRequest{Ref: "nosuch", Size: "60G"}, controlapi.KindNotFound, "container nosuch: grow to 60GiB: no such container"},
+		{controlapi.GrowRequest{Ref: "web", Size: "60G"}, controlapi.KindRefused, "container web: grow to 60GiB: size 60GiB rejected: the container is not on the engine's devicemapper thin pool"},
 	} {
 		_, err := c.Grow(ctx, tc.req)
 		if kind(err) != tc.kind || !strings.Contains(err.Error(), tc.says) {
@@ -93,10 +93,10 @@ func TestControlAPI(t *testing.T) {
 	if list, err := c.Containers(ctx, "web"); err != nil || len(list) != 1 || list[0].State != "running" || list[0].Name != "web" {
 		t.Fatalf("containers web: %+v %v", list, err)
 	}
-	if _, err := c.Containers(ctx, "nosuch"); kind(err) != control.KindNotFound {
+	if _, err := c.Containers(ctx, "nosuch"); kind(err) != controlapi.KindNotFound {
 		t.Fatalf("containers nosuch: %v", err)
 	}
-	if _, err := control.NewClient(filepath.Join(dir, "none.sock")).Version(ctx); !errors.Is(err, control.ErrUnreachable) {
+	if _, err := controlapi.NewClient(filepath.Join(dir, "none.sock")).Version(ctx); !errors.Is(err, controlapi.ErrUnreachable) {
 		t.Fatalf("no socket: %v", err)
 	}
 }
@@ -110,8 +110,8 @@ func TestControlMetrics(t *testing.T) {
 	defer srv.Close()
 	get := func() (*http.Response, string) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, srv.URL+control.PathMetrics, nil)
-		req.Header.Set("Accept", control.MetricsAccept)
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+controlapi.PathMetrics, nil)
+		req.Header.Set("Accept", controlapi.MetricsAccept)
 		resp, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -122,8 +122,8 @@ func TestControlMetrics(t *testing.T) {
 	}
 	a.giveUp(l, nil, "the engine's storage driver is \"overlay2\"")
 	resp, body := get()
-	var e control.Error
-	if resp.StatusCode != http.StatusServiceUnavailable || json.Unmarshal([]byte(body), &e) != nil || e.Kind != control.KindUnavailable || !strings.Contains(e.Message, "overlay2") {
+	var e controlapi.Error
+	if resp.StatusCode != http.StatusServiceUnavailable || json.Unmarshal([]byte(body), &e) != nil || e.Kind != controlapi.KindUnavailable || !strings.Contains(e.Message, "overlay2") {
 		t.Fatalf("before the registry: %s %q", resp.Status, body)
 	}
 	m := metrics.New("docker-254:0-131101-pool")
@@ -147,7 +147,7 @@ func TestControlMetrics(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go a.serveControl(ctx, dir)
-	c := control.NewClient(filepath.Join(dir, control.SocketName))
+	c := controlapi.NewClient(filepath.Join(dir, controlapi.SocketName))
 	var text []byte
 	var ct string
 	var err error

@@ -1,4 +1,4 @@
-package main
+package plugin
 
 import (
 	"context"
@@ -12,15 +12,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dmsize/dmsize/control"
-	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/controlapi"
 	"github.com/dmsize/dmsize/guard"
+	"github.com/dmsize/dmsize/size"
 	"github.com/dmsize/dmsize/sizer"
 )
 
 // serveControl serves the control API on a root-only unix socket until ctx ends.
 func (a *app) serveControl(ctx context.Context, dir string) error {
-	path := filepath.Join(dir, control.SocketName)
+	path := filepath.Join(dir, controlapi.SocketName)
 	os.Remove(path) // a socket left by a killed process
 	l, err := net.Listen("unix", path)
 	if err != nil {
@@ -40,16 +40,16 @@ func (a *app) serveControl(ctx context.Context, dir string) error {
 
 func (a *app) controlMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+control.PathVersion, func(w http.ResponseWriter, r *http.Request) {
-		reply(w, control.Version{Plugin: version, API: control.APIVersion})
+	mux.HandleFunc("GET "+controlapi.PathVersion, func(w http.ResponseWriter, r *http.Request) {
+		reply(w, controlapi.Version{Plugin: version, API: controlapi.APIVersion})
 	})
-	mux.HandleFunc("GET "+control.PathContainers, a.handleContainers)
-	mux.HandleFunc("POST "+control.PathGrow, a.handleGrow)
-	mux.HandleFunc("GET "+control.PathPool, a.handlePool)
-	mux.HandleFunc("POST "+control.PathPoolExtend, a.handleExtend)
-	mux.HandleFunc("GET "+control.PathMetrics, a.handleMetrics)
-	mux.HandleFunc("GET "+control.PathVolumes, a.handleVolumes)
-	mux.HandleFunc("POST "+control.PathVolumeGrow, a.handleVolumeGrow)
+	mux.HandleFunc("GET "+controlapi.PathContainers, a.handleContainers)
+	mux.HandleFunc("POST "+controlapi.PathGrow, a.handleGrow)
+	mux.HandleFunc("GET "+controlapi.PathPool, a.handlePool)
+	mux.HandleFunc("POST "+controlapi.PathPoolExtend, a.handleExtend)
+	mux.HandleFunc("GET "+controlapi.PathMetrics, a.handleMetrics)
+	mux.HandleFunc("GET "+controlapi.PathVolumes, a.handleVolumes)
+	mux.HandleFunc("POST "+controlapi.PathVolumeGrow, a.handleVolumeGrow)
 	return mux
 }
 
@@ -68,7 +68,7 @@ func (a *app) notSetUp(w http.ResponseWriter) {
 	if msg := a.notReady.Load(); msg != nil {
 		why = *msg
 	}
-	fail(w, http.StatusServiceUnavailable, control.KindUnavailable, why)
+	fail(w, http.StatusServiceUnavailable, controlapi.KindUnavailable, why)
 }
 
 // handleMetrics serves the Prometheus exposition. Until the registry exists (it needs the
@@ -93,12 +93,12 @@ func (a *app) handleContainers(w http.ResponseWriter, r *http.Request) {
 	if len(refs) == 0 {
 		ids, err := s.Known(r.Context())
 		if err != nil {
-			fail(w, http.StatusInternalServerError, control.KindFailed, err.Error())
+			fail(w, http.StatusInternalServerError, controlapi.KindFailed, err.Error())
 			return
 		}
 		refs = ids
 	}
-	out := make([]control.Container, 0, len(refs))
+	out := make([]controlapi.Container, 0, len(refs))
 	for _, ref := range refs {
 		st, err := s.Status(r.Context(), ref)
 		if errors.Is(err, sizer.ErrNotFound) && len(r.URL.Query()["ref"]) == 0 {
@@ -118,14 +118,14 @@ func (a *app) handleGrow(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
-	var req control.GrowRequest
+	var req controlapi.GrowRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil || req.Ref == "" {
-		fail(w, http.StatusBadRequest, control.KindInvalid, "a grow request needs a container and a size")
+		fail(w, http.StatusBadRequest, controlapi.KindInvalid, "a grow request needs a container and a size")
 		return
 	}
 	sz, err := size.Parse(req.Size)
 	if err != nil {
-		fail(w, http.StatusBadRequest, control.KindInvalid, fmt.Sprintf("container %s: %v", req.Ref, err))
+		fail(w, http.StatusBadRequest, controlapi.KindInvalid, fmt.Sprintf("container %s: %v", req.Ref, err))
 		return
 	}
 	res, err := s.Grow(r.Context(), req.Ref, sz, req.DryRun)
@@ -138,7 +138,7 @@ func (a *app) handleGrow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, _ := s.Status(r.Context(), res.Container)
-	out := control.GrowResult{Container: containerOf(st), Action: string(res.Action), BeforeBytes: res.Before, AfterBytes: res.After,
+	out := controlapi.GrowResult{Container: containerOf(st), Action: string(res.Action), BeforeBytes: res.Before, AfterBytes: res.After,
 		Strategy: string(res.Strategy), DurationMS: res.Duration.Milliseconds()}
 	switch res.Action {
 	case sizer.Grown:
@@ -152,9 +152,9 @@ func (a *app) handleGrow(w http.ResponseWriter, r *http.Request) {
 }
 
 // containerOf turns a sizer status into the API's form.
-func containerOf(st sizer.Status) control.Container {
+func containerOf(st sizer.Status) controlapi.Container {
 	c := st.Container
-	out := control.Container{ID: c.ID, Name: c.Name, State: c.State, Label: c.Labels[sizer.SizeLabel], Device: c.Device,
+	out := controlapi.Container{ID: c.ID, Name: c.Name, State: c.State, Label: c.Labels[size.Label], Device: c.Device,
 		CachedBytes: c.Cached, PersistedBytes: st.Persisted, Held: st.Held, FSSizeBytes: st.FSSize, FSUsedBytes: st.FSUsed,
 		LastAction: string(st.Last.Action), LastError: st.Last.Error}
 	if st.Device.Active {
@@ -175,11 +175,11 @@ func sizerError(w http.ResponseWriter, what string, err error) {
 	var rej *sizer.Rejection
 	switch {
 	case errors.As(err, &rej):
-		fail(w, http.StatusConflict, control.KindRefused, what+": "+err.Error())
+		fail(w, http.StatusConflict, controlapi.KindRefused, what+": "+err.Error())
 	case errors.Is(err, sizer.ErrNotFound):
-		fail(w, http.StatusNotFound, control.KindNotFound, what+": no such container")
+		fail(w, http.StatusNotFound, controlapi.KindNotFound, what+": no such container")
 	default:
-		fail(w, http.StatusInternalServerError, control.KindFailed, what+": "+err.Error())
+		fail(w, http.StatusInternalServerError, controlapi.KindFailed, what+": "+err.Error())
 	}
 }
 
@@ -191,7 +191,7 @@ func reply(w http.ResponseWriter, v any) {
 func fail(w http.ResponseWriter, status int, kind, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(control.Error{Kind: kind, Message: strings.TrimSpace(msg)})
+	json.NewEncoder(w).Encode(controlapi.Error{Kind: kind, Message: strings.TrimSpace(msg)})
 }
 
 func (a *app) handlePool(w http.ResponseWriter, r *http.Request) {
@@ -201,12 +201,12 @@ func (a *app) handlePool(w http.ResponseWriter, r *http.Request) {
 	}
 	g, bp := a.guard.Load(), a.backend.Load()
 	if g == nil {
-		fail(w, http.StatusServiceUnavailable, control.KindUnavailable, "the pool guard is not running (see dockerd's log)")
+		fail(w, http.StatusServiceUnavailable, controlapi.KindUnavailable, "the pool guard is not running (see dockerd's log)")
 		return
 	}
 	b := *bp
 	st := g.Status()
-	out := control.Pool{Name: st.Pool, Kind: st.Kind, DataUsedBytes: st.Usage.DataUsed, DataSizeBytes: st.Usage.DataTotal,
+	out := controlapi.Pool{Name: st.Pool, Kind: st.Kind, DataUsedBytes: st.Usage.DataUsed, DataSizeBytes: st.Usage.DataTotal,
 		MetaUsedBytes: st.Usage.MetaUsed, MetaSizeBytes: st.Usage.MetaTotal, Mode: st.Usage.Mode, RoomBytes: st.Room,
 		RoomWhy: st.RoomWhy, Guard: "on", Threshold: st.Threshold, Blocked: st.Blocked, ContainersHeld: b.Holds(),
 		ContainersWithRec: len(s.Store.All())}
@@ -231,12 +231,12 @@ func (a *app) handleExtend(w http.ResponseWriter, r *http.Request) {
 	}
 	g := a.guard.Load()
 	if g == nil {
-		fail(w, http.StatusServiceUnavailable, control.KindUnavailable, "the pool guard is not running (see dockerd's log)")
+		fail(w, http.StatusServiceUnavailable, controlapi.KindUnavailable, "the pool guard is not running (see dockerd's log)")
 		return
 	}
-	var req control.ExtendRequest
+	var req controlapi.ExtendRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-		fail(w, http.StatusBadRequest, control.KindInvalid, "an extend request needs a size")
+		fail(w, http.StatusBadRequest, controlapi.KindInvalid, "an extend request needs a size")
 		return
 	}
 	part := "data"
@@ -246,20 +246,20 @@ func (a *app) handleExtend(w http.ResponseWriter, r *http.Request) {
 	rel := strings.HasPrefix(req.Size, "+")
 	sz, err := size.Parse(strings.TrimPrefix(req.Size, "+"))
 	if err != nil {
-		fail(w, http.StatusBadRequest, control.KindInvalid, fmt.Sprintf("pool %s: %v", part, err))
+		fail(w, http.StatusBadRequest, controlapi.KindInvalid, fmt.Sprintf("pool %s: %v", part, err))
 		return
 	}
 	ext, err := g.Extend(r.Context(), req.Metadata, sz, rel)
 	var refusal *guard.Refusal
 	switch {
 	case errors.As(err, &refusal):
-		fail(w, http.StatusConflict, control.KindRefused, fmt.Sprintf("pool %s to %s: %v", part, req.Size, err))
+		fail(w, http.StatusConflict, controlapi.KindRefused, fmt.Sprintf("pool %s to %s: %v", part, req.Size, err))
 		return
 	case err != nil:
-		fail(w, http.StatusInternalServerError, control.KindFailed, fmt.Sprintf("pool %s to %s: %v", part, req.Size, err))
+		fail(w, http.StatusInternalServerError, controlapi.KindFailed, fmt.Sprintf("pool %s to %s: %v", part, req.Size, err))
 		return
 	}
-	out := control.ExtendResult{Part: part, BeforeBytes: ext.From, AfterBytes: ext.To, Message: ext.Message}
+	out := controlapi.ExtendResult{Part: part, BeforeBytes: ext.From, AfterBytes: ext.To, Message: ext.Message}
 	if !ext.Live.IsZero() {
 		out.DurationMS = ext.Live.Sub(ext.Seen).Milliseconds()
 	}

@@ -10,6 +10,9 @@ import (
 	"github.com/docker/go-units"
 )
 
+// Label is the container label that asks for a root filesystem size: dm.size=42G.
+const Label = "dm.size"
+
 // Sector is the device-mapper sector size: tables are written in these units.
 const Sector = 512
 

@@ -1,4 +1,4 @@
-package main
+package plugin
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/dmsize/dmsize/control"
+	"github.com/dmsize/dmsize/controlapi"
 	"github.com/dmsize/dmsize/guard"
 	"github.com/dmsize/dmsize/metrics"
 	"github.com/dmsize/dmsize/sizer"
@@ -38,9 +38,9 @@ func TestControlPool(t *testing.T) {
 	if err := a.sizer.Load().Store.Put(sizer.Record{ID: webID, Name: "web", Device: "thin-web"}); err != nil {
 		t.Fatal(err)
 	}
-	var p control.Pool
-	callOK(t, a, "GET", control.PathPool, "", &p)
-	want := control.Pool{Name: "docker-thinpool", Kind: "loop-lvm", DataUsedBytes: 256 << 20, DataSizeBytes: 1 << 30, MetaUsedBytes: 100 * 4096,
+	var p controlapi.Pool
+	callOK(t, a, "GET", controlapi.PathPool, "", &p)
+	want := controlapi.Pool{Name: "docker-thinpool", Kind: "loop-lvm", DataUsedBytes: 256 << 20, DataSizeBytes: 1 << 30, MetaUsedBytes: 100 * 4096,
 		MetaSizeBytes: 4 << 20, Mode: "rw", RoomBytes: 10 << 30, RoomWhy: "the host keeps 10737418240 bytes free", Guard: "on", Threshold: 0.8,
 		ProvisionedBytes: 20 << 30, OvercommitRatio: 20, ContainersHeld: 1, ContainersWithRec: 1}
 	if p != want {
@@ -52,8 +52,8 @@ func TestControlPool(t *testing.T) {
 	a, b, _, e = poolApp(t, off)
 	e.roomErr = errors.New("statfs /var/lib/docker: permission denied")
 	b.provErr = errors.New("reading the pool's devices: input/output error")
-	p = control.Pool{}
-	callOK(t, a, "GET", control.PathPool, "", &p)
+	p = controlapi.Pool{}
+	callOK(t, a, "GET", controlapi.PathPool, "", &p)
 	if p.Guard != "off" || p.RoomWhy != "statfs /var/lib/docker: permission denied" || p.RoomBytes != 0 || p.ProvisionedBytes != 0 || p.OvercommitRatio != 0 || p.DataSizeBytes != 1<<30 {
 		t.Fatalf("guard off, no room, no provisioned size: %+v", p)
 	}
@@ -65,11 +65,11 @@ func TestControlPoolNotGuarded(t *testing.T) {
 	a := &app{log: l}
 	why := "opening device-mapper; dmsize does nothing (does the plugin have /dev and CAP_SYS_ADMIN?)"
 	a.notReady.Store(&why)
-	callFails(t, a, "GET", control.PathPool, "", http.StatusServiceUnavailable, control.KindUnavailable, why)
-	callFails(t, a, "POST", control.PathPoolExtend, `{"size":"+1G"}`, http.StatusServiceUnavailable, control.KindUnavailable, why)
+	callFails(t, a, "GET", controlapi.PathPool, "", http.StatusServiceUnavailable, controlapi.KindUnavailable, why)
+	callFails(t, a, "POST", controlapi.PathPoolExtend, `{"size":"+1G"}`, http.StatusServiceUnavailable, controlapi.KindUnavailable, why)
 	withSizer(t, a, newFakeBackend(), sizer.Policy{})
-	callFails(t, a, "GET", control.PathPool, "", http.StatusServiceUnavailable, control.KindUnavailable, "the pool guard is not running")
-	callFails(t, a, "POST", control.PathPoolExtend, `{"size":"+1G"}`, http.StatusServiceUnavailable, control.KindUnavailable, "the pool guard is not running")
+	callFails(t, a, "GET", controlapi.PathPool, "", http.StatusServiceUnavailable, controlapi.KindUnavailable, "the pool guard is not running")
+	callFails(t, a, "POST", controlapi.PathPoolExtend, `{"size":"+1G"}`, http.StatusServiceUnavailable, controlapi.KindUnavailable, "the pool guard is not running")
 }
 
 // dmsize pool extend: an extension by hand of the data (absolute or relative) or the metadata,
@@ -79,9 +79,9 @@ func TestControlPoolExtend(t *testing.T) {
 	policy := guard.DefaultPolicy()
 	policy.MaxData = 3 << 30
 	a, _, p, e := poolApp(t, policy)
-	ext := control.PathPoolExtend
+	ext := controlapi.PathPoolExtend
 
-	var res control.ExtendResult
+	var res controlapi.ExtendResult
 	callOK(t, a, "POST", ext, `{"size":"+1G"}`, &res)
 	if res.Part != "data" || res.BeforeBytes != 1<<30 || res.AfterBytes != 2<<30 || res.DurationMS < 0 || !strings.Contains(res.Message, "the pool's data extended from") {
 		t.Fatalf("data +1G: %+v", res)
@@ -89,17 +89,17 @@ func TestControlPoolExtend(t *testing.T) {
 	if p.blocks != 32768 {
 		t.Fatalf("the pool has %d data blocks, want 32768", p.blocks)
 	}
-	res = control.ExtendResult{}
+	res = controlapi.ExtendResult{}
 	callOK(t, a, "POST", ext, `{"metadata":true,"size":"8M"}`, &res)
 	if res.Part != "metadata" || res.BeforeBytes != 4<<20 || res.AfterBytes != 8<<20 || p.metaBlocks != 2048 {
 		t.Fatalf("metadata to 8M: %+v, %d blocks", res, p.metaBlocks)
 	}
-	res = control.ExtendResult{}
+	res = controlapi.ExtendResult{}
 	callOK(t, a, "POST", ext, `{"size":"1G"}`, &res)
 	if res.BeforeBytes != 2<<30 || res.AfterBytes != 2<<30 || res.DurationMS != 0 || !strings.Contains(res.Message, "already") {
 		t.Fatalf("data to less than it has: %+v", res)
 	}
-	_, body := call(a, "GET", control.PathMetrics, "")
+	_, body := call(a, "GET", controlapi.PathMetrics, "")
 	for _, want := range []string{
 		`dmsize_pool_extensions_total{part="data",pool="docker-thinpool",result="ok"} 1`,
 		`dmsize_pool_extensions_total{part="metadata",pool="docker-thinpool",result="ok"} 1`,
@@ -109,12 +109,12 @@ func TestControlPoolExtend(t *testing.T) {
 		}
 	}
 
-	callFails(t, a, "POST", ext, `{"size":"4G"}`, http.StatusConflict, control.KindRefused, "pool data to 4G: ", "MAX_POOL_SIZE=3GiB")
-	callFails(t, a, "POST", ext, `{"size":"+lots"}`, http.StatusBadRequest, control.KindInvalid, "pool data: ")
-	callFails(t, a, "POST", ext, `{"metadata":true,"size":"-1"}`, http.StatusBadRequest, control.KindInvalid, "pool metadata: ")
-	callFails(t, a, "POST", ext, `{"size":`, http.StatusBadRequest, control.KindInvalid, "an extend request needs a size")
+	callFails(t, a, "POST", ext, `{"size":"4G"}`, http.StatusConflict, controlapi.KindRefused, "pool data to 4G: ", "MAX_POOL_SIZE=3GiB")
+	callFails(t, a, "POST", ext, `{"size":"+lots"}`, http.StatusBadRequest, controlapi.KindInvalid, "pool data: ")
+	callFails(t, a, "POST", ext, `{"metadata":true,"size":"-1"}`, http.StatusBadRequest, controlapi.KindInvalid, "pool metadata: ")
+	callFails(t, a, "POST", ext, `{"size":`, http.StatusBadRequest, controlapi.KindInvalid, "an extend request needs a size")
 	e.roomErr = errors.New("statfs /var/lib/docker: permission denied")
-	callFails(t, a, "POST", ext, `{"metadata":true,"size":"+4M"}`, http.StatusInternalServerError, control.KindFailed,
+	callFails(t, a, "POST", ext, `{"metadata":true,"size":"+4M"}`, http.StatusInternalServerError, controlapi.KindFailed,
 		"pool metadata to +4M: cannot tell how much room the pool has: statfs /var/lib/docker: permission denied")
 	if p.blocks != 32768 || p.metaBlocks != 2048 {
 		t.Fatalf("a refused or failed extension changed the pool: %d data blocks, %d metadata blocks", p.blocks, p.metaBlocks)

@@ -13,9 +13,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/dmsize/dmsize/driver/errs"
-	"github.com/dmsize/dmsize/driver/loop"
 	"github.com/dmsize/dmsize/internal/vmfixture"
+	"github.com/dmsize/dmsize/kernel/errs"
+	"github.com/dmsize/dmsize/kernel/loop"
 )
 
 const (

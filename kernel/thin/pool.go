@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/dmsize/dmsize/driver/dm"
-	"github.com/dmsize/dmsize/driver/errs"
-	"github.com/dmsize/dmsize/driver/size"
+	"github.com/dmsize/dmsize/kernel/dm"
+	"github.com/dmsize/dmsize/kernel/errs"
+	"github.com/dmsize/dmsize/size"
 )
 
 // Pool is a thin pool's table and status, read together.

@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/dmsize/dmsize/driver/errs"
+	"github.com/dmsize/dmsize/kernel/errs"
 )
 
 func sparseFile(t *testing.T, size int64) string {

@@ -1,4 +1,4 @@
-// Package errs holds the error types shared by the driver packages.
+// Package errs holds the error types shared by the kernel packages.
 package errs
 
 import "fmt"

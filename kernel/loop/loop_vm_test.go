@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/dmsize/dmsize/driver/errs"
 	"github.com/dmsize/dmsize/internal/vmfixture"
+	"github.com/dmsize/dmsize/kernel/errs"
 )
 
 const mib = 1 << 20
