@@ -50,6 +50,10 @@ type app struct {
 	work sync.WaitGroup
 	// notReady says why there is no sizer, once run gave up (the control API answers it).
 	notReady atomic.Pointer[string]
+	// settled is closed once run has set up the sizer or given up: strict mode's labelled
+	// creates that come while the plugin starts wait for it (readyWait at most).
+	settledInit, settledOnce sync.Once
+	settledCh                chan struct{}
 	// vols is the volume driver (set before anything is served).
 	vols *volumeDriver
 }
@@ -62,7 +66,33 @@ func (a *app) giveUp(log logrus.FieldLogger, err error, msg string) {
 		log = log.WithError(err)
 	}
 	a.notReady.Store(&why)
+	a.settle()
 	log.Error(msg)
+}
+
+// readyWait bounds how long a labelled create waits for a starting plugin in strict mode (the
+// engine calls an authorization plugin with a 30 s timeout; it restarts a plugin with itself).
+var readyWait = 15 * time.Second
+
+func (a *app) settled() chan struct{} {
+	a.settledInit.Do(func() { a.settledCh = make(chan struct{}) })
+	return a.settledCh
+}
+
+// settle says run is done starting: the sizer is set up, or run gave up.
+func (a *app) settle() {
+	ch := a.settled()
+	a.settledOnce.Do(func() { close(ch) })
+}
+
+// awaitSettled waits until run has settled, at most d.
+func (a *app) awaitSettled(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-a.settled():
+	case <-t.C:
+	}
 }
 
 // storageBackend is a storage backend as the plugin wires it: the sizer's three interfaces,
@@ -151,6 +181,7 @@ func (a *app) run(ctx context.Context) {
 		s.Run(ctx, shutdownGrace)
 	}()
 	a.sizer.Store(s)
+	a.settle()
 	log.WithFields(logrus.Fields{"mode": a.cfg.Mode, "max_size": a.cfg.MaxSize, "overcommit": a.cfg.Overcommit}).Info("dmsize ready")
 	eng.Follow(ctx, log, s.Reconcile, func(_ context.Context, ev engine.Event) {
 		s.Handle(sizer.Event{Action: ev.Action, ID: ev.ID, Labels: ev.Labels})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/system"
+	"github.com/docker/go-plugins-helpers/authorization"
 	"github.com/docker/go-plugins-helpers/volume"
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
@@ -83,8 +84,16 @@ func TestRunWiresTheSizer(t *testing.T) {
 	a := &app{cfg: config{Mode: "strict", DockerHost: docker.host, StateDir: t.TempDir(), MaxSize: 1 << 40}, log: l, vols: d}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// A labelled create that comes while the plugin starts (dockerd restarts its plugins with
+	// itself) waits for it and is checked, not denied as "starting".
+	early := make(chan authorization.Response, 1)
+	go func() { early <- a.AuthZReq(createReq(`{"Labels":{"dm.size":"20G"}}`)) }()
+	time.Sleep(50 * time.Millisecond)
 	done := make(chan struct{})
 	go func() { a.run(ctx); close(done) }()
+	if r := <-early; !r.Allow {
+		t.Fatalf("strict mode, a labelled create while the plugin started: %+v", r)
+	}
 
 	eventually(t, "the start event's sizing", func() bool {
 		_, body := call(a, "GET", controlapi.PathMetrics, "")

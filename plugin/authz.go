@@ -145,6 +145,8 @@ type strict struct {
 	deletes  *inflight             // the DELETEs that let go of a device, awaiting their response
 	log      logrus.FieldLogger
 	after    func(time.Duration, func()) // runs a function later (a timer, not a goroutine)
+	// settled waits (bounded) for a starting plugin and says what it then is; nil: no waiting.
+	settled func() strict
 }
 
 func (a *app) strict() strict {
@@ -154,6 +156,14 @@ func (a *app) strict() strict {
 		st.sizer = liveSizer{s}
 	}
 	st.notReady, st.base, st.readBase, st.deletes = a.notReady.Load(), a.base.Load(), a.baseSize, &a.deletes
+	if st.sizer == nil && st.notReady == nil {
+		st.settled = func() strict {
+			a.awaitSettled(readyWait)
+			now := a.strict()
+			now.settled = nil
+			return now
+		}
+	}
 	return st
 }
 
@@ -203,6 +213,9 @@ func (st strict) request(req authorization.Request) authorization.Response {
 		return allow
 	case st.sizer == nil && st.notReady != nil:
 		return st.deny(errors.New("not active, so it cannot honour dm.size: "+*st.notReady), label)
+	case st.sizer == nil && st.settled != nil:
+		// Starting (dockerd restarts its plugins with itself): wait for it, bounded.
+		return st.settled().request(req)
 	case st.sizer == nil:
 		return st.deny(errors.New("starting, not ready to check dm.size yet; retry in a few seconds"), label)
 	}

@@ -542,6 +542,8 @@ func (e oneContainer) Container(_ context.Context, ref string) (sizer.Container,
 // up: a create with dm.size is denied (dmsize is starting), one without is allowed, and the
 // response phase allows.
 func TestHandshakeAndNotReady(t *testing.T) {
+	defer func(d time.Duration) { readyWait = d }(readyWait)
+	readyWait = 50 * time.Millisecond // the labelled create waits that long, then is denied
 	sock := filepath.Join(t.TempDir(), "dmsize.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
@@ -673,5 +675,23 @@ func TestStrictEncodedRoutes(t *testing.T) {
 	}
 	if got, want := strings.Join(f.Calls(), ","), "ensure "+id+",removal-failed "+id; got != want {
 		t.Fatalf("sizer calls %q, want %q", got, want)
+	}
+}
+
+// A labelled create that waits for a starting plugin is answered as the plugin then is: here,
+// one that gave up says why, not "starting".
+func TestStrictWaitsForAStartingPlugin(t *testing.T) {
+	a := &app{cfg: config{Mode: "strict"}, log: logrus.New()}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		a.giveUp(a.log, nil, "the engine's storage driver is \"overlay2\"")
+	}()
+	start := time.Now()
+	r := a.AuthZReq(createReq(`{"Labels":{"dm.size":"20G"}}`))
+	if r.Allow || r.Msg != `dmsize: not active, so it cannot honour dm.size: the engine's storage driver is "overlay2"` {
+		t.Fatalf("after waiting %v: %+v", time.Since(start), r)
+	}
+	if r := a.AuthZReq(createReq(`{"Labels":{"app":"web"}}`)); !r.Allow {
+		t.Fatalf("a create without dm.size: %+v", r)
 	}
 }
