@@ -9,7 +9,8 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PROFILES := bookworm trixie
 VM_TESTS_bookworm := ./kernel/dm ./kernel/loop ./kernel/fs ./kernel/thin ./integration/graphdriver ./guard
 VM_TESTS_trixie := ./integration/snapshotter
-# The VM suite also runs every benchmark once, so that none rots; `make bench` runs them for real.
+# `make test-long` and vm-test-PROFILE also run every benchmark once, so that none rots (the
+# fast suite runs none); `make bench` runs them for real.
 DMSIZE_BENCH ?= .
 DMSIZE_BENCHTIME ?= 1x
 # How many volumes TestVolumes/many creates and removes; empty: 5 in `make test`, 200 in

@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -264,5 +265,35 @@ func TestNextWaitTightensWhileFilling(t *testing.T) {
 	}
 	if w := g.nextWait(&u); w != 10*time.Second {
 		t.Errorf("an idle pool waits %v", w)
+	}
+}
+
+// A pool on a device dmsize cannot grow (dm.thinpooldev on a partition): the guard says so when
+// it starts, and once past the threshold it is blocked and says why with the numbers, without
+// trying to extend. TestGuardRawBlockWarns is the same on a real raw pool (make test-long).
+func TestRunWarnsForAPoolItCannotGrow(t *testing.T) {
+	p := &fakePool{blocks: 16384, used: 8192, metaBlocks: 512, metaUsed: 10, mode: "rw"}
+	log, h := test.NewNullLogger()
+	r := &rec{}
+	g := &Guard{Pool: "pool", Ctl: p, Ext: blockExtender("8:17"), Policy: DefaultPolicy(), Log: log, Obs: r}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	g.Run(ctx)
+	if !logged(h, logrus.WarnLevel, "this pool cannot be extended by dmsize: the pool's data device 8:17 is neither a loop file nor an LVM volume") {
+		t.Fatalf("no start-up warning naming the device: %v", h.AllEntries())
+	}
+	if r.blocked {
+		t.Fatal("blocked at 50 % used")
+	}
+
+	p.mu.Lock()
+	p.used = 14500 // past the 80 % threshold
+	p.mu.Unlock()
+	g.Check()
+	if !r.blocked || len(r.ext) != 0 {
+		t.Fatalf("past the threshold: blocked %v, extensions %v", r.blocked, r.ext)
+	}
+	if !logged(h, logrus.WarnLevel, "the pool needs more space and cannot get it") || !logged(h, logrus.WarnLevel, "neither a loop file nor an LVM volume") {
+		t.Errorf("no warning with the reason once past the threshold: %v", h.AllEntries())
 	}
 }

@@ -16,6 +16,13 @@ import (
 // stderr that starts with "dmsize: ".
 func cli(t *testing.T, want int, args ...string) string {
 	t.Helper()
+	out, _ := cliBoth(t, want, args...)
+	return out
+}
+
+// cliBoth is cli, with what the command wrote on stderr (one line, on a failure).
+func cliBoth(t *testing.T, want int, args ...string) (string, string) {
+	t.Helper()
 	out, errOut, code := harness.CLI(args...)
 	if code != want {
 		t.Fatalf("dmsize %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, want, out, errOut)
@@ -26,7 +33,7 @@ func cli(t *testing.T, want int, args ...string) string {
 	if code != 0 {
 		t.Logf("dmsize %s -> exit %d: %s", strings.Join(args, " "), code, errOut)
 	}
-	return out
+	return out, errOut
 }
 
 // writer is a container that writes with fsync in a loop and says WRITE-ERROR if a write fails.
@@ -116,8 +123,7 @@ func TestCLI(t *testing.T) {
 		{2, []string{"grow", "web"}, ""},
 		{2, []string{"frobnicate"}, ""},
 	} {
-		_, errOut, _ := harness.CLI(tc.args...)
-		cli(t, tc.code, tc.args...)
+		_, errOut := cliBoth(t, tc.code, tc.args...)
 		if !strings.Contains(errOut, tc.says) {
 			t.Errorf("dmsize %s: %q does not say %q", strings.Join(tc.args, " "), errOut, tc.says)
 		}
@@ -178,8 +184,7 @@ func TestCLI(t *testing.T) {
 	// The plugin disabled: plain words and exit 3.
 	e.Docker("plugin", "disable", "-f", harness.Plugin)
 	for _, args := range [][]string{{"status"}, {"grow", "web", "30G"}, {"pool", "status"}} {
-		_, errOut, _ := harness.CLI(args...)
-		cli(t, 3, args...)
+		_, errOut := cliBoth(t, 3, args...)
 		if !strings.Contains(errOut, "disabled") {
 			t.Errorf("dmsize %s with the plugin disabled: %q", strings.Join(args, " "), errOut)
 		}

@@ -456,6 +456,13 @@ func parseRun(run bool, rest []string) (*runArgs, bool) {
 		return nil, false
 	}
 	r.config.Image, r.config.Cmd = rest[0], rest[1:]
+	if r.config.StopTimeout == nil {
+		// busybox's sleep as a container's PID 1 ignores SIGTERM: every stop, restart and
+		// dockerd shutdown would wait the engine's whole 10 s before its SIGKILL. No test
+		// needs that wait; one that does says --stop-timeout.
+		one := 1
+		r.config.StopTimeout = &one
+	}
 	r.host.AutoRemove = r.rm
 	if run && !r.detach {
 		r.config.AttachStdout, r.config.AttachStderr = true, true

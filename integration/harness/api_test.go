@@ -95,6 +95,9 @@ func TestParseRun(t *testing.T) {
 	if !ok || !r.host.AutoRemove || !r.config.AttachStdout || !r.config.AttachStderr || r.detach {
 		t.Fatalf("an attached --rm run: %+v", r)
 	}
+	if r.config.StopTimeout == nil || *r.config.StopTimeout != 1 {
+		t.Fatalf("a run without --stop-timeout stops in %v s, want 1", r.config.StopTimeout)
+	}
 }
 
 func TestVolumeCreateOptions(t *testing.T) {

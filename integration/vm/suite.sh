@@ -94,6 +94,8 @@ for row in "${rows[@]}"; do
 		case "$run" in -) ;; *=*) echo "DMSIZE_RUN_${run%%=*}='${run#*=}'" ;; *) echo "DMSIZE_RUN='$run'" ;; esac
 		case "$skip" in -) ;; *=*) echo "DMSIZE_SKIP_${skip%%=*}='${skip#*=}'" ;; *) echo "DMSIZE_SKIP='$skip'" ;; esac
 		echo "DMSIZE_LONG='$long'"
+		# Benchmarks run once in the long suite, so that none rots, and for real in `make bench`.
+		[ -n "$long" ] || echo "DMSIZE_BENCH=''"
 	} >"$pl/env"
 	mkdir -p "$out"
 	rm -f "$out/$suite-$shard.rc"
