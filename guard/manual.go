@@ -24,9 +24,16 @@ type Refusal struct {
 
 func (r *Refusal) Error() string { return r.Reason }
 
+// Request is a manual extension: the pool's data (or metadata) to Size bytes, or by Size bytes.
+type Request struct {
+	Metadata bool  // the metadata, not the data
+	Size     int64 // bytes
+	By       bool  // Size is added to the current size
+}
+
 // Extend is a manual extension (dmsize pool extend): it makes the pool's data, or its
-// metadata when metadata is set, sz bytes, or its current size plus sz when relative,
-// through the guard's Extender with the automatic path's caps and checks. Data is rounded up
+// metadata when req.Metadata is set, req.Size bytes, or its current size plus req.Size when
+// req.By, through the guard's Extender with the automatic path's caps and checks. Data is rounded up
 // to the pool's data block and metadata to 4 KiB, as the automatic path does.
 //
 // A size at or below the current one changes nothing and is no error: the Extension has
@@ -45,7 +52,8 @@ func (r *Refusal) Error() string { return r.Reason }
 // holds off the next until it is done, so the guard and an operator never extend at once.
 // Once begun, an extension runs to its end whatever ctx does: stopping lvextend or a reload
 // half way would leave the pool suspended.
-func (g *Guard) Extend(ctx context.Context, metadata bool, sz int64, relative bool) (Extension, error) {
+func (g *Guard) Extend(ctx context.Context, req Request) (Extension, error) {
+	metadata, sz := req.Metadata, req.Size
 	select {
 	case g.turn() <- struct{}{}:
 	case <-ctx.Done():
@@ -78,7 +86,7 @@ func (g *Guard) Extend(ctx context.Context, metadata bool, sz int64, relative bo
 		return refuse("", fmt.Sprintf("the pool's mode is %s: dmsize does not extend a pool that has failed or needs a check (thin_check)", u.Mode))
 	}
 	want := sz
-	if relative {
+	if req.By {
 		if sz > math.MaxInt64-from {
 			return refuse("", fmt.Sprintf("%s + %d bytes is too large", size.Decimal(from), sz))
 		}

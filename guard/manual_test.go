@@ -46,7 +46,7 @@ func TestExtendAbsoluteAndRelative(t *testing.T) {
 		{"metadata relative", true, 8 * mib, true, 5*gib + 131072, 10 * mib, 2 * mib, 10 * mib, "metadata", "the pool's metadata extended from 2.0MiB to 10.0MiB"},
 		{"metadata absolute, rounded to 4 KiB", true, 16*mib + 1, false, 5*gib + 131072, 16*mib + 4096, 10 * mib, 16*mib + 4096, "metadata", "extended"},
 	} {
-		ext, err := g.Extend(ctx, tc.metadata, tc.size, tc.relative)
+		ext, err := g.Extend(ctx, Request{Metadata: tc.metadata, Size: tc.size, By: tc.relative})
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
@@ -89,7 +89,7 @@ func TestExtendAlready(t *testing.T) {
 		{"metadata at its size", true, 2 * mib, false, "the pool's metadata is already 2.0MiB"},
 		{"data at the cap, as blocks go", false, 3*gib + 1000, false, "as close to MAX_POOL_SIZE"},
 	} {
-		ext, err := g.Extend(context.Background(), tc.metadata, tc.size, tc.relative)
+		ext, err := g.Extend(context.Background(), Request{Metadata: tc.metadata, Size: tc.size, By: tc.relative})
 		if err != nil || ext.To != ext.From || !strings.Contains(ext.Message, tc.message) {
 			t.Errorf("%s: %+v, %v; want a no-op saying %q", tc.name, ext, err, tc.message)
 		}
@@ -123,14 +123,14 @@ func TestExtendRefusals(t *testing.T) {
 	p := pool3G()
 	e := &fakeExt{pool: p, room: 100 * gib}
 	g, r, h := newGuard(p, e, pol)
-	ext, err := g.Extend(ctx, false, 4*gib+1, false)
+	ext, err := g.Extend(ctx, Request{Size: 4*gib + 1})
 	refused(t, "over MAX_POOL_SIZE", ext, err, "MAX_POOL_SIZE", "cannot be extended to 4.00GiB: MAX_POOL_SIZE=4GiB caps it (it is 3.00GiB now)", len(e.calls), r)
-	ext, err = g.Extend(ctx, false, 2*gib, true)
+	ext, err = g.Extend(ctx, Request{Size: 2 * gib, By: true})
 	refused(t, "over MAX_POOL_SIZE, relative", ext, err, "MAX_POOL_SIZE", "to 5.00GiB", len(e.calls), r)
 	if !logged(h, logrus.InfoLevel, "refused") {
 		t.Errorf("a refusal is not logged: %v", h.AllEntries())
 	}
-	if _, err := g.Extend(ctx, false, 4*gib, false); err != nil { // up to the cap is fine
+	if _, err := g.Extend(ctx, Request{Size: 4 * gib}); err != nil { // up to the cap is fine
 		t.Errorf("up to MAX_POOL_SIZE: %v", err)
 	}
 
@@ -145,12 +145,12 @@ func TestExtendRefusals(t *testing.T) {
 	loop := &loopExtender{c: p, pool: "pool", data: filepath.Join(dir, "data"), meta: filepath.Join(dir, "metadata"), minFree: 1 << 60}
 	g, r, _ = newGuard(p, &fakeExt{}, DefaultPolicy())
 	g.Ext = loop
-	ext, err = g.Extend(ctx, false, gib, true)
+	ext, err = g.Extend(ctx, Request{Size: gib, By: true})
 	refused(t, "loop-lvm over the host's room", ext, err, "MIN_HOST_FREE", "cannot be extended from 3.00GiB to 4.00GiB: that takes 1.00GiB and there is room for 0KiB: the filesystem holding", 0, r)
 	if !strings.Contains(err.Error(), "MIN_HOST_FREE keeps 1EiB") {
 		t.Errorf("no numbers for MIN_HOST_FREE: %v", err)
 	}
-	ext, err = g.Extend(ctx, true, 8*mib, true)
+	ext, err = g.Extend(ctx, Request{Metadata: true, Size: 8 * mib, By: true})
 	refused(t, "loop-lvm metadata over the host's room", ext, err, "MIN_HOST_FREE", "the pool's metadata cannot be extended from 2.0MiB to 10.0MiB", 0, r)
 
 	// direct-lvm: the real extender, over a volume group with 1 GiB free.
@@ -161,7 +161,7 @@ func TestExtendRefusals(t *testing.T) {
 		lvm = append(lvm, strings.Join(args, " "))
 		return "  1073741824\n", nil
 	}}
-	ext, err = g.Extend(ctx, false, 5*gib, false)
+	ext, err = g.Extend(ctx, Request{Size: 5 * gib})
 	refused(t, "direct-lvm over the volume group's free space", ext, err, "",
 		"from 3.00GiB to 5.00GiB: that takes 2.00GiB and there is room for 1.00GiB: volume group docker has 1.00GiB free (vgextend docker with another disk)", len(lvm)-1, r)
 
@@ -169,9 +169,9 @@ func TestExtendRefusals(t *testing.T) {
 	p = pool3G()
 	e = &fakeExt{pool: p, room: 100 * gib}
 	g, r, _ = newGuard(p, e, DefaultPolicy())
-	ext, err = g.Extend(ctx, true, 16*gib, false)
+	ext, err = g.Extend(ctx, Request{Metadata: true, Size: 16 * gib})
 	refused(t, "metadata over the kernel's maximum", ext, err, "", "the pool's metadata cannot be extended to 16.00GiB: the kernel uses at most 15.5GiB", len(e.calls), r)
-	if _, err := g.Extend(ctx, true, MaxMetadata, false); err != nil {
+	if _, err := g.Extend(ctx, Request{Metadata: true, Size: MaxMetadata}); err != nil {
 		t.Errorf("metadata up to the kernel's maximum: %v", err)
 	}
 
@@ -179,7 +179,7 @@ func TestExtendRefusals(t *testing.T) {
 	p = pool3G()
 	g, r, _ = newGuard(p, &fakeExt{}, DefaultPolicy())
 	g.Ext = blockExtender("/dev/sdb1")
-	ext, err = g.Extend(ctx, false, gib, true)
+	ext, err = g.Extend(ctx, Request{Size: gib, By: true})
 	refused(t, "block", ext, err, "", "dmsize cannot grow this pool: the pool's data device /dev/sdb1 is neither", 0, r)
 
 	// An LVM thin pool, and a plugin that may not run the host's lvm (the default flavor).
@@ -192,7 +192,7 @@ func TestExtendRefusals(t *testing.T) {
 	if g.Ext.Kind() != "direct-lvm" {
 		t.Errorf("kind %q", g.Ext.Kind())
 	}
-	ext, err = g.Extend(ctx, false, gib, true)
+	ext, err = g.Extend(ctx, Request{Size: gib, By: true})
 	refused(t, "direct-lvm without lvm", ext, err, "", "only the lvm flavor of the plugin may (docker plugin install REGISTRY/dmsize-lvm:VERSION)", 0, r)
 
 	// A pool that needs a check, or failed.
@@ -201,7 +201,7 @@ func TestExtendRefusals(t *testing.T) {
 		bad(p)
 		e = &fakeExt{pool: p, room: 100 * gib}
 		g, r, _ = newGuard(p, e, DefaultPolicy())
-		ext, err = g.Extend(ctx, false, gib, true)
+		ext, err = g.Extend(ctx, Request{Size: gib, By: true})
 		refused(t, "a pool that needs a check", ext, err, "", "needs a check (thin_check)", len(e.calls), r)
 	}
 }
@@ -212,20 +212,20 @@ func TestExtendFailures(t *testing.T) {
 	p := pool3G()
 	e := &fakeExt{pool: p, room: 100 * gib, err: errors.New("lvextend: Insufficient free space")}
 	g, r, h := newGuard(p, e, DefaultPolicy())
-	ext, err := g.Extend(ctx, false, gib, true)
+	ext, err := g.Extend(ctx, Request{Size: gib, By: true})
 	if err == nil || errors.As(err, &ref) || ext.Err == nil || len(r.ext) != 1 || r.ext[0].Err == nil || !logged(h, logrus.ErrorLevel, "extending the data by hand from 3.00GiB to 4.00GiB failed") {
 		t.Errorf("a failed extension must be a failure, counted and logged: %v, %+v", err, r.ext)
 	}
 	// The kernel ignores the new size: a failure too.
 	e = &fakeExt{pool: p, room: 100 * gib, ignored: true}
 	g, r, _ = newGuard(p, e, DefaultPolicy())
-	if _, err := g.Extend(ctx, false, gib, true); err == nil || errors.As(err, &ref) || !strings.Contains(err.Error(), "did not take the new size") || len(r.ext) != 1 {
+	if _, err := g.Extend(ctx, Request{Size: gib, By: true}); err == nil || errors.As(err, &ref) || !strings.Contains(err.Error(), "did not take the new size") || len(r.ext) != 1 {
 		t.Errorf("want the unchanged size reported as a failure: %v", err)
 	}
 	// The extender cannot tell its room: a failure, not a refusal, and nothing extended.
 	e = &fakeExt{pool: p, roomErr: errors.New("vgs: exit status 5")}
 	g, r, _ = newGuard(p, e, DefaultPolicy())
-	if _, err := g.Extend(ctx, false, gib, true); err == nil || errors.As(err, &ref) || !strings.Contains(err.Error(), "vgs") || len(e.calls) != 0 || len(r.ext) != 0 {
+	if _, err := g.Extend(ctx, Request{Size: gib, By: true}); err == nil || errors.As(err, &ref) || !strings.Contains(err.Error(), "vgs") || len(e.calls) != 0 || len(r.ext) != 0 {
 		t.Errorf("room unknown: %v, calls %v", err, e.calls)
 	}
 }
@@ -236,7 +236,7 @@ func TestExtendWithGuardOff(t *testing.T) {
 	pol := DefaultPolicy()
 	pol.Extend = false
 	g, _, _ := newGuard(p, e, pol)
-	if ext, err := g.Extend(context.Background(), false, gib, true); err != nil || ext.To != 4*gib {
+	if ext, err := g.Extend(context.Background(), Request{Size: gib, By: true}); err != nil || ext.To != 4*gib {
 		t.Fatalf("GUARD=off refused a manual extension: %+v %v", ext, err)
 	}
 }
@@ -257,7 +257,7 @@ func TestExtendTakesTurnsWithCheck(t *testing.T) {
 		go func() { defer wg.Done(); g.Check() }()
 		go func() {
 			defer wg.Done()
-			if _, err := g.Extend(context.Background(), false, 65536, true); err != nil { // one block: still over the threshold
+			if _, err := g.Extend(context.Background(), Request{Size: 65536, By: true}); err != nil { // one block: still over the threshold
 				t.Error(err)
 			}
 		}()
@@ -275,7 +275,7 @@ func TestExtendTakesTurnsWithCheck(t *testing.T) {
 	g.turn() <- struct{}{}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := g.Extend(ctx, false, gib, true); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := g.Extend(ctx, Request{Size: gib, By: true}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Extend while a check holds the turn: %v", err)
 	}
 	<-g.turn()

@@ -43,7 +43,7 @@ func TestStatus(t *testing.T) {
 	}
 	// A manual extension's read back shows too.
 	e.room = 10 * gib
-	if _, err := g.Extend(context.Background(), false, 4*gib, false); err != nil {
+	if _, err := g.Extend(context.Background(), Request{Size: 4 * gib}); err != nil {
 		t.Fatal(err)
 	}
 	if s = g.Status(); s.Usage.DataTotal != 4*gib || s.Usage.Mode != "rw" {

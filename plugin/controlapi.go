@@ -249,7 +249,7 @@ func (a *app) handleExtend(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, controlapi.KindInvalid, fmt.Sprintf("pool %s: %v", part, err))
 		return
 	}
-	ext, err := g.Extend(r.Context(), req.Metadata, sz, rel)
+	ext, err := g.Extend(r.Context(), guard.Request{Metadata: req.Metadata, Size: sz, By: rel})
 	var refusal *guard.Refusal
 	switch {
 	case errors.As(err, &refusal):
