@@ -40,6 +40,42 @@ func parse(what, label string) (int64, error) {
 	return want, nil
 }
 
+// ask is what a container is asked to have, and what decide weighs it against.
+type ask struct {
+	Explicit  int64  // the size dmsize grow asks for; 0: the label's
+	Label     string // the dm.size label, when Labelled
+	Labelled  bool
+	Current   int64 // the size the container has now (the largest of the sizes below and its device's)
+	Cached    int64 // the engine's cached size of the device
+	Persisted int64 // the size the engine's next start reads
+	Applied   int64 // the size the record says was applied
+	Grown     int64 // the size dmsize grow gave (the label never takes it back)
+}
+
+// decide is the size a container should have: the explicit size, or its label's but never
+// below what dmsize grow gave. what names the ask in messages; "" when nothing is asked (no
+// label). A malformed label, or a size below the current one, is a *Rejection; a label below
+// a size dmsize gave (Applied) or restored (Persisted above Cached) is not a shrink: the label
+// was met before and the size stays. want <= Current means there is nothing to grow.
+func decide(a ask) (want int64, what string, err error) {
+	if a.Explicit > 0 {
+		what = "size " + size.Format(a.Explicit)
+		if a.Explicit < a.Current {
+			err = shrink(what, a.Explicit, a.Current)
+		}
+		return a.Explicit, what, err
+	}
+	if !a.Labelled {
+		return 0, "", nil
+	}
+	what = "label " + size.Label + "=" + a.Label
+	want, err = parse(what, a.Label)
+	if err == nil && want < a.Current && a.Applied == 0 && a.Persisted <= a.Cached {
+		err = shrink(what, want, a.Current)
+	}
+	return max(want, a.Grown), what, err
+}
+
 // shrink is the rejection of a size below the container's.
 func shrink(what string, want, current int64) error {
 	return &Rejection{what, fmt.Sprintf("%s is smaller than the current size %s; dmsize never shrinks a filesystem", size.Format(want), size.Format(current))}

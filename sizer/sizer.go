@@ -220,21 +220,13 @@ func (s *Sizer) act(ctx context.Context, ref string, req request) (Result, error
 	res.Before, res.After = current, current
 
 	// 2. The size asked: explicitly, or by the label (never below a size dmsize grow gave).
-	want, what := req.size, "size "+size.Format(req.size)
-	if !req.explicit() {
-		if !labelled {
-			res.Duration = time.Since(start)
-			return res, nil
-		}
-		what = "label " + size.Label + "=" + label
-		want, err = parse(what, label)
-		if err == nil && want < current && rec.Applied == 0 && persisted <= c.Cached {
-			err = shrink(what, want, current)
-		}
-		want = max(want, rec.Grown)
-	} else if want < current {
-		err = shrink(what, want, current)
+	want, what, err := decide(ask{Explicit: req.size, Label: label, Labelled: labelled, Current: current,
+		Cached: c.Cached, Persisted: persisted, Applied: rec.Applied, Grown: rec.Grown})
+	if what == "" {
+		res.Duration = time.Since(start)
+		return res, nil
 	}
+	// 3. Admitted by the policy (MAX_SIZE, OVERCOMMIT, the guard's ceiling), or rejected.
 	if err == nil && want > current {
 		err = s.admitGrowth(c, &rec, label, req.size, want, current, persisted, what)
 	}
@@ -256,6 +248,7 @@ func (s *Sizer) act(ctx context.Context, ref string, req request) (Result, error
 		res.Duration = time.Since(start)
 		return res, nil
 	}
+	// 4. The growth, step by step (the table at the top of this file).
 	if err := s.step(StepIntent); err != nil {
 		return res, err
 	}
