@@ -40,8 +40,8 @@ deps:
 deps-plugin:
 	@$(VM)/host-deps.sh plugin
 
-## unit: vet and unit tests; they run anywhere
-unit:
+## unit: vet and unit tests; they run anywhere with Go and the mkfs tools (deps-plugin)
+unit: deps-plugin
 	$(GO) vet ./...
 	$(GO) vet -tags vmtest ./...
 	$(GO) test -count=1 ./...

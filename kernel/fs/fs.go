@@ -17,6 +17,7 @@ type Super struct {
 	Type      Type
 	BlockSize uint32 // bytes
 	Blocks    uint64 // filesystem blocks
+	Features  Features
 }
 
 // Size is the filesystem's size in bytes.

@@ -14,9 +14,16 @@ import (
 // mkfs is each filesystem's maker and its options: no discard of a thin device that is all
 // unmapped anyway (a discard of a large thin device takes long and maps nothing), and lazy
 // ext4 inode tables (the kernel zeroes them in the background).
+//
+// The features are named, not left to the defaults of whichever mkfs the plugin was built
+// with: every kernel from Floor up must mount what dmsize makes (a newer mkfs.xfs turns on
+// bigtime and inobtcount, which no kernel before 5.10 mounts; a newer mke2fs orphan_file).
+// TestMadeFilesystemsMountOnTheFloor reads the feature bits back.
 var mkfs = map[Type][]string{
-	Ext4: {"mke2fs", "-q", "-F", "-t", "ext4", "-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1"},
-	XFS:  {"mkfs.xfs", "-q", "-f", "-K"},
+	Ext4: {"mke2fs", "-q", "-F", "-t", "ext4", "-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1",
+		"-O", "none,has_journal,ext_attr,resize_inode,dir_index,filetype,extent,64bit,flex_bg,sparse_super,large_file,huge_file,dir_nlink,extra_isize,metadata_csum"},
+	XFS: {"mkfs.xfs", "-q", "-f", "-K", "-m", "crc=1,finobt=1,reflink=1,rmapbt=0,bigtime=0,inobtcount=0",
+		"-i", "sparse=1,nrext64=0", "-n", "ftype=1"},
 }
 
 // Make makes a filesystem of type t on dev, with the mke2fs or mkfs.xfs the plugin's rootfs

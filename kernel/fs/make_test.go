@@ -1,6 +1,10 @@
 package fs
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -41,5 +45,60 @@ func TestMountsAt(t *testing.T) {
 		if n, shared := mountsAt(info, c.dir); n != c.n || shared != c.shared {
 			t.Errorf("mountsAt(%s) = %d, %v; want %d, %v", c.dir, n, shared, c.n, c.shared)
 		}
+	}
+}
+
+// What Make writes, with the mkfs tools the plugin's rootfs carries (rootfs/assemble.sh copies
+// this host's), mounts on every kernel from Floor up: a newer build host cannot bring in a
+// feature silently. The tools come with `make deps-plugin`; without them this fails.
+func TestMadeFilesystemsMountOnTheFloor(t *testing.T) {
+	for _, typ := range []Type{Ext4, XFS} {
+		if _, err := exec.LookPath(mkfs[typ][0]); err != nil {
+			t.Fatalf("%s: %v (make deps-plugin installs e2fsprogs and xfsprogs)", typ, err)
+		}
+		img := filepath.Join(t.TempDir(), "img")
+		if err := os.WriteFile(img, nil, 0o600); err != nil || os.Truncate(img, 512<<20) != nil {
+			t.Fatal(err)
+		}
+		if err := Make(img, typ); err != nil {
+			t.Fatal(err)
+		}
+		s, err := ReadSuper(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		beyond := s.Beyond(Floor)
+		if beyond != nil {
+			t.Errorf("%s made with %s has features that Linux %s lacks: %s", typ, mkfs[typ][0], Floor, strings.Join(beyond, ", "))
+		}
+		var names []string
+		for _, f := range s.featureList() {
+			names = append(names, f.name)
+		}
+		for _, want := range map[Type][]string{Ext4: {"extent", "has_journal", "metadata_csum"}, XFS: {"finobt", "ftype", "reflink"}}[typ] {
+			if !slices.Contains(names, want) {
+				t.Errorf("%s: features %q, want %s among them", typ, names, want)
+			}
+		}
+		if beyond == nil {
+			t.Logf("%s: %s, none beyond Linux %s", typ, strings.Join(names, " "), Floor)
+		}
+	}
+}
+
+// Beyond names what a kernel lacks, and any bit no table knows.
+func TestBeyond(t *testing.T) {
+	s := Super{Type: XFS, Features: Features{ROCompat: 0x1 | 0x8, Incompat: 0x8 | 0x1000}}
+	got := strings.Join(s.Beyond(KernelVersion{5, 4}), ", ")
+	if want := "bigtime (5.10), incompat 0x1000 (unknown), inobtcount (5.10)"; got != want {
+		t.Fatalf("Beyond(5.4) = %q, want %q", got, want)
+	}
+	s.Features.Incompat = 0x8
+	if got := s.Beyond(KernelVersion{5, 10}); got != nil {
+		t.Fatalf("Beyond(5.10) = %q", got)
+	}
+	ext := Super{Type: Ext4, Features: Features{Compat: 0x1000, Incompat: 0x2000}}
+	if got := strings.Join(ext.Beyond(KernelVersion{4, 3}), ", "); got != "metadata_csum_seed (4.4), orphan_file (5.15)" {
+		t.Fatalf("ext4 Beyond(4.3) = %q", got)
 	}
 }

@@ -15,14 +15,18 @@ const (
 	extMagic         = 0xEF53
 	extLogBlockOff   = 24    // s_log_block_size, le32: block size is 1024 << n
 	extBlocksLoOff   = 4     // s_blocks_count_lo, le32
+	extCompatOff     = 0x5C  // s_feature_compat, le32
 	extIncompatOff   = 0x60  // s_feature_incompat, le32
+	extROCompatOff   = 0x64  // s_feature_ro_compat, le32
 	extIncompat64bit = 0x80  // s_blocks_count_hi is valid
 	extBlocksHiOff   = 0x150 // s_blocks_count_hi, le32
 	extMaxLogBlock   = 6     // 64 KiB, the largest block size ext4 supports
 
 	xfsMagic        = "XFSB"
-	xfsBlockSizeOff = 4 // sb_blocksize, be32
-	xfsDBlocksOff   = 8 // sb_dblocks, be64
+	xfsBlockSizeOff = 4   // sb_blocksize, be32
+	xfsDBlocksOff   = 8   // sb_dblocks, be64
+	xfsVersionOff   = 100 // sb_versionnum, be16: the format version in its low 4 bits
+	xfsCompatOff    = 208 // sb_features_compat, sb_features_ro_compat, sb_features_incompat: be32 each (v5)
 
 	superReadLen = extSuperOffset + extBlocksHiOff + 4 // enough for either
 )
@@ -71,7 +75,8 @@ func parseExt(dev string, sb []byte) (Super, error) {
 	if blocks == 0 {
 		return Super{}, fmt.Errorf("corrupt ext superblock on %s: zero blocks", dev)
 	}
-	return Super{Type: Ext4, BlockSize: 1024 << logBlock, Blocks: blocks}, nil
+	f := Features{Compat: le.Uint32(sb[extCompatOff:]), ROCompat: le.Uint32(sb[extROCompatOff:]), Incompat: le.Uint32(sb[extIncompatOff:])}
+	return Super{Type: Ext4, BlockSize: 1024 << logBlock, Blocks: blocks, Features: f}, nil
 }
 
 func parseXFS(dev string, sb []byte) (Super, error) {
@@ -84,5 +89,9 @@ func parseXFS(dev string, sb []byte) (Super, error) {
 	if blocks == 0 {
 		return Super{}, fmt.Errorf("corrupt xfs superblock on %s: zero blocks", dev)
 	}
-	return Super{Type: XFS, BlockSize: bs, Blocks: blocks}, nil
+	var f Features
+	if len(sb) >= xfsCompatOff+12 && be.Uint16(sb[xfsVersionOff:])&0xf == 5 {
+		f = Features{Compat: be.Uint32(sb[xfsCompatOff:]), ROCompat: be.Uint32(sb[xfsCompatOff+4:]), Incompat: be.Uint32(sb[xfsCompatOff+8:])}
+	}
+	return Super{Type: XFS, BlockSize: bs, Blocks: blocks, Features: f}, nil
 }

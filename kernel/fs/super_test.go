@@ -56,21 +56,26 @@ func readSuperOf(t *testing.T, b []byte) (Super, error) {
 
 func TestReadSuperImages(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		want Super
+		name     string
+		want     Super
+		features string
 	}{
-		{"ext4-32bit-1k", Super{Ext4, 1024, 40960}},
-		{"ext4-64bit-4k", Super{Ext4, 4096, 51200}},
-		{"ext2-1k", Super{Ext4, 1024, 24576}},
-		{"xfs-4k", Super{XFS, 4096, 131072}},
+		{"ext4-32bit-1k", Super{Type: Ext4, BlockSize: 1024, Blocks: 40960}, "dir_index dir_nlink ext_attr extent extra_isize filetype flex_bg has_journal huge_file large_file metadata_csum resize_inode sparse_super"},
+		{"ext4-64bit-4k", Super{Type: Ext4, BlockSize: 4096, Blocks: 51200}, "64bit dir_index dir_nlink ext_attr extent extra_isize filetype flex_bg has_journal huge_file large_file metadata_csum resize_inode sparse_super"},
+		{"ext2-1k", Super{Type: Ext4, BlockSize: 1024, Blocks: 24576}, "dir_index ext_attr filetype large_file resize_inode sparse_super"},
+		{"xfs-4k", Super{Type: XFS, BlockSize: 4096, Blocks: 131072}, "bigtime finobt ftype inobtcount reflink sparse"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := readSuperOf(t, image(t, tc.name))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tc.want {
-				t.Fatalf("ReadSuper = %+v, want %+v", got, tc.want)
+			var names []string
+			for _, f := range got.featureList() {
+				names = append(names, f.name)
+			}
+			if got.Features = (Features{}); got != tc.want || strings.Join(names, " ") != tc.features {
+				t.Fatalf("ReadSuper = %+v %q, want %+v %q", got, names, tc.want, tc.features)
 			}
 			if got.Size() != int64(tc.want.BlockSize)*int64(tc.want.Blocks) {
 				t.Fatalf("Size = %d", got.Size())
