@@ -32,7 +32,7 @@ func FindByFile(path string) ([]string, error) {
 	}
 	var devs []string
 	for _, name := range names {
-		dev := "/dev/" + name
+		dev := filepath.Join(devDir, name)
 		info, err := status(dev)
 		if errors.Is(err, unix.ENXIO) {
 			continue // detached since we listed it
@@ -84,7 +84,7 @@ func status(dev string) (*unix.LoopInfo64, error) {
 		return nil, err
 	}
 	defer f.Close()
-	info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
+	info, err := ioctls.getStatus(int(f.Fd()))
 	if err != nil {
 		return nil, &os.PathError{Op: "LOOP_GET_STATUS64", Path: dev, Err: err}
 	}

@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -83,4 +85,91 @@ func TestVMCapacityErrors(t *testing.T) {
 	if err := SetCapacity("/dev/null"); err == nil || !strings.Contains(err.Error(), "LOOP_SET_CAPACITY /dev/null") {
 		t.Fatalf("SetCapacity(/dev/null) = %v", err)
 	}
+}
+
+// Attach on the real kernel, on both paths: LOOP_CONFIGURE, and LOOP_SET_FD with
+// LOOP_SET_STATUS64 as on kernels before 5.8 (forced here). Each attaches with autoclear, so
+// the device goes with its last close; the two-step path detaches what a crash between its
+// steps left.
+func TestVMAttach(t *testing.T) {
+	defer legacy.Store(false)
+	for _, old := range []bool{false, true} {
+		legacy.Store(old)
+		file := filepath.Join(t.TempDir(), "data")
+		vmfixture.Sparse(t, file, 64*mib)
+		dev, f, err := Attach(file)
+		if err != nil {
+			t.Fatalf("legacy %v: %v", old, err)
+		}
+		info, err := status(dev)
+		if err != nil || info.Flags&unix.LO_FLAGS_AUTOCLEAR == 0 {
+			t.Fatalf("legacy %v: %s: %+v, %v; want autoclear", old, dev, info, err)
+		}
+		if devs, err := FindByFile(file); err != nil || !slices.Equal(devs, []string{dev}) {
+			t.Fatalf("legacy %v: FindByFile = %v, %v; want %s", old, devs, err, dev)
+		}
+		f.Close()
+		waitDetached(t, file)
+		t.Logf("legacy %v: %s attached with autoclear, gone at its last close", old, dev)
+	}
+
+	// A crash between LOOP_SET_FD and LOOP_SET_STATUS64: the file stays attached without
+	// autoclear after the process's handle is gone.
+	file := filepath.Join(t.TempDir(), "data")
+	vmfixture.Sparse(t, file, 64*mib)
+	backing, err := os.OpenFile(file, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := os.OpenFile(controlPath, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := ioctls.getFree(int(ctl.Fd()))
+	ctl.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := "/dev/loop" + strconv.Itoa(n)
+	lf, err := os.OpenFile(left, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ioctls.setFD(int(lf.Fd()), int(backing.Fd())); err != nil {
+		t.Fatal(err)
+	}
+	lf.Close()
+	backing.Close()
+	if devs, _ := FindByFile(file); !slices.Equal(devs, []string{left}) {
+		t.Fatalf("the leftover %s is not attached: %v", left, devs)
+	}
+	legacy.Store(true)
+	dev, f, err := Attach(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if devs, err := FindByFile(file); err != nil || !slices.Equal(devs, []string{dev}) {
+		t.Fatalf("after Attach: %v, %v; want only %s (the leftover %s detached)", devs, err, dev, left)
+	}
+	f.Close()
+	waitDetached(t, file)
+	t.Logf("the leftover %s was detached; %s attached with autoclear", left, dev)
+}
+
+// waitDetached waits (5 s at most) until no loop device is attached to file: autoclear
+// detaches at the last close, possibly from a work queue.
+func waitDetached(t *testing.T, file string) {
+	t.Helper()
+	var devs []string
+	for range 100 {
+		var err error
+		if devs, err = FindByFile(file); err != nil {
+			t.Fatal(err)
+		}
+		if len(devs) == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%v still attached to %s 5 s after the last close", devs, file)
 }
