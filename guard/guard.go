@@ -104,6 +104,9 @@ func (g *Guard) Run(ctx context.Context) {
 	}
 	log.WithFields(logrus.Fields{"extend": g.Policy.Extend, "threshold": g.Policy.Threshold, "step": g.Policy.Step.String(),
 		"max_pool_size": g.Policy.MaxData, "min_host_free": g.Policy.MinHostFree, "interval": g.Policy.Interval.String()}).Info("pool guard watching")
+	if t, ok := g.Ctl.(interface{ EventsByTimer() bool }); ok && t.EventsByTimer() {
+		log.Info("pool guard: this kernel has no device-mapper event poll (DM_DEV_ARM_POLL, Linux 4.13): it checks the pool on its timer, down to 100ms while the pool fills")
+	}
 	last := info.EventNr
 	for ctx.Err() == nil {
 		wait := g.Check()

@@ -297,3 +297,27 @@ func TestRunWarnsForAPoolItCannotGrow(t *testing.T) {
 		t.Errorf("no warning with the reason once past the threshold: %v", h.AllEntries())
 	}
 }
+
+// timerPool is a pool on a kernel without DM_DEV_ARM_POLL.
+type timerPool struct{ *fakePool }
+
+func (timerPool) EventsByTimer() bool { return true }
+
+// On a kernel without the event poll the guard says once, at start, that it checks on its timer.
+func TestRunSaysItWaitsOnTheTimer(t *testing.T) {
+	for _, byTimer := range []bool{false, true} {
+		p := &fakePool{blocks: 16384, used: 100, metaBlocks: 512, metaUsed: 10, mode: "rw"}
+		var ctl Control = p
+		if byTimer {
+			ctl = timerPool{p}
+		}
+		log, h := test.NewNullLogger()
+		g := &Guard{Pool: "pool", Ctl: ctl, Ext: &fakeExt{pool: p}, Policy: DefaultPolicy(), Log: log, Obs: &rec{}}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		g.Run(ctx)
+		cancel()
+		if got := logged(h, logrus.InfoLevel, "no device-mapper event poll"); got != byTimer {
+			t.Errorf("on the timer %v: said so %v: %v", byTimer, got, h.AllEntries())
+		}
+	}
+}

@@ -33,6 +33,7 @@ type Control struct {
 	fd      int          // -1 once closed
 	wake    int          // eventfd that Close signals to end a WaitEvent's poll
 	closing atomic.Bool
+	byTimer atomic.Bool // the kernel has no DM_DEV_ARM_POLL: WaitEvent waits on its timer
 }
 
 // Open opens ControlPath.
@@ -55,6 +56,8 @@ func OpenPath(path string) (*Control, error) {
 	if err == nil && v[0] != ourVersion[0] {
 		err = fmt.Errorf("kernel speaks dm ioctl %d.%d.%d, dmsize needs 4.x", v[0], v[1], v[2])
 	}
+	// DM_DEV_ARM_POLL came in 4.13 without a new minor; 4.37 (4.14) is the first that surely has it.
+	c.byTimer.Store(err == nil && v[1] < 37)
 	if err != nil {
 		c.Close()
 		var e *Error

@@ -132,18 +132,25 @@ func TestOpenPathErrors(t *testing.T) {
 	}
 }
 
-// Close must wake a WaitEvent's poll at once rather than wait for its timeout.
-func TestCloseWakesPoll(t *testing.T) {
+// pipeControl is a Control on a pipe's read end (every dm ioctl fails with ENOTTY on it), and
+// the write end, which makes it poll readable.
+func pipeControl(t *testing.T) (*Control, int) {
+	t.Helper()
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(p[1])
+	t.Cleanup(func() { unix.Close(p[1]) })
 	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Control{fd: p[0], wake: wake}
+	return &Control{fd: p[0], wake: wake}, p[1]
+}
+
+// Close must wake a WaitEvent's poll at once rather than wait for its timeout.
+func TestCloseWakesPoll(t *testing.T) {
+	c, _ := pipeControl(t)
 
 	// Nothing readable: poll times out without error (or returns early on a signal).
 	if err := c.poll(20 * time.Millisecond); err != nil {
@@ -177,5 +184,45 @@ func TestCloseWakesPoll(t *testing.T) {
 	}
 	if _, err := c.Info("x"); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("info after close: %v", err)
+	}
+}
+
+// On the timer, poll leaves the control file alone (without DM_DEV_ARM_POLL it always polls
+// readable) and sleeps out its time; Close still wakes it at once.
+func TestPollByTimer(t *testing.T) {
+	c, w := pipeControl(t)
+	if _, err := unix.Write(w, []byte("x")); err != nil { // the control file polls readable
+		t.Fatal(err)
+	}
+	c.byTimer.Store(true)
+	start := time.Now()
+	if err := c.poll(100 * time.Millisecond); err != nil || time.Since(start) < 100*time.Millisecond {
+		t.Fatalf("poll on the timer: %v after %v; want nil after 100ms", err, time.Since(start))
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.poll(time.Minute) }()
+	time.Sleep(20 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrClosed) {
+			t.Fatalf("poll after close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not wake the poll on the timer")
+	}
+}
+
+// A kernel that answers DM_DEV_ARM_POLL as an unknown command (ENOTTY) puts WaitEvent on the
+// timer; a pipe answers every dm ioctl so.
+func TestWaitEventFallsBackToTheTimer(t *testing.T) {
+	c, _ := pipeControl(t)
+	defer c.Close()
+	if c.EventsByTimer() {
+		t.Fatal("on the timer before any answer")
+	}
+	_, err := c.WaitEvent("pool", 0, time.Second) // the arm: ENOTTY; then Info fails the same way
+	if !c.EventsByTimer() || !errors.Is(err, unix.ENOTTY) {
+		t.Fatalf("WaitEvent = %v; by timer %v", err, c.EventsByTimer())
 	}
 }

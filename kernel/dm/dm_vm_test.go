@@ -492,6 +492,41 @@ func TestVMThinPool(t *testing.T) {
 			t.Fatal("Close did not end the wait")
 		}
 	})
+	t.Run("WaitEventByTimer", func(t *testing.T) {
+		// The path of kernels without DM_DEV_ARM_POLL (before 4.13), forced on this one.
+		w, err := Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		if w.EventsByTimer() {
+			t.Fatal("this kernel's device-mapper is put on the timer")
+		}
+		w.byTimer.Store(true)
+		last := checkInfo(t, c, pool).EventNr
+		start := time.Now()
+		info, err := w.WaitEvent(pool, last, 500*time.Millisecond)
+		if d := time.Since(start); err != nil || info.EventNr != last || d < 450*time.Millisecond || d > 5*time.Second {
+			t.Fatalf("wait on the timer: %+v %v after %v", info, err, d)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := w.WaitEvent(pool, last, time.Minute)
+			done <- err
+		}()
+		time.Sleep(300 * time.Millisecond)
+		closed := time.Now()
+		w.Close()
+		select {
+		case err := <-done:
+			if !errors.Is(err, os.ErrClosed) {
+				t.Fatalf("after Close: %v", err)
+			}
+			t.Logf("on the timer: a quiet wait of 500ms, and Close ended a wait in %v", time.Since(closed))
+		case <-time.After(10 * time.Second):
+			t.Fatal("Close did not end a wait on the timer")
+		}
+	})
 	t.Run("EnsureNodeFallback", func(t *testing.T) {
 		// A device without a table gets no udev link: EnsureNode makes the node, replacing a
 		// stale node of another device, and Remove takes it away again.
