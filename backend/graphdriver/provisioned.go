@@ -14,6 +14,9 @@ import (
 // times as they were: it is read at every scan until it is older.
 var racyWindow = time.Second
 
+// clock is the time racyWindow counts from (the unit tests set it).
+var clock = time.Now
+
 // provisioned is what Provisioned last read of each metadata file, and the file as it was then:
 // a file is read again when its inode, length, modification time or change time differ. Each
 // write of the engine (a new file renamed into place) and of dmsize (devmeta.SetSize, swapped
@@ -36,7 +39,7 @@ type metaFile struct {
 func (p *provisioned) sum(home string, dirfd int, names []string) int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := time.Now()
+	now := clock()
 	seen := make(map[string]metaFile, len(names))
 	var total int64
 	for _, name := range names {

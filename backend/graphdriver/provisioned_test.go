@@ -70,9 +70,15 @@ func writeMeta(t testing.TB, dir, name, content string, mtime time.Time) {
 // a file changed less than a second ago is read every time (the clock's granularity may hide
 // a second change in the same tick).
 func TestProvisionedReadsOnlyChangedFiles(t *testing.T) {
-	set(t, &racyWindow, 100*time.Millisecond)
-	settle := func() { time.Sleep(racyWindow + 50*time.Millisecond) }
+	// The test's clock: wrote makes it now, just after a change; settle moves it past the racy
+	// window. A slow machine cannot make a file settle early.
+	set(t, &racyWindow, time.Hour)
+	var now time.Time
+	set(t, &clock, func() time.Time { return now })
+	wrote := func() { now = time.Now() }
+	settle := func() { now = now.Add(racyWindow + time.Second) }
 	b, dir := engineWithLayers(t, 100)
+	wrote()
 	reads := countReads(t)
 	check := func(what string, want int64, wantReads int64) {
 		t.Helper()
@@ -92,6 +98,7 @@ func TestProvisionedReadsOnlyChangedFiles(t *testing.T) {
 	if _, err := devmeta.SetSize(filepath.Join(dir, layer(1)), 3<<30); err != nil {
 		t.Fatal(err)
 	}
+	wrote()
 	check("one size raised", 103<<30, 1)
 	check("raised within the racy window", 103<<30, 1)
 	settle()
@@ -103,6 +110,7 @@ func TestProvisionedReadsOnlyChangedFiles(t *testing.T) {
 	old := time.Now().Add(-time.Hour)
 	writeMeta(t, dir, layer(2), fmt.Sprintf(`{"device_id":3,"size":%d,"transaction_id":3,"initialized":true,"deleted":false}`, 2<<30), old)
 	writeMeta(t, dir, layer(1), fmt.Sprintf(`{"device_id":2,"size":%d,"transaction_id":2,"initialized":true,"deleted":false}`, 3<<30), old)
+	wrote()
 	check("same-length rewrites", 104<<30, 2)
 	settle()
 	check("same-length rewrites, settled", 104<<30, 2)
@@ -110,16 +118,19 @@ func TestProvisionedReadsOnlyChangedFiles(t *testing.T) {
 
 	// Deleted (marked, then removed) and created devices.
 	writeMeta(t, dir, layer(3), `{"device_id":4,"size":1073741824,"transaction_id":3,"initialized":true,"deleted":true}`, old)
+	wrote()
 	check("marked deleted", 103<<30, 1)
 	if err := os.Remove(filepath.Join(dir, layer(3))); err != nil {
 		t.Fatal(err)
 	}
 	check("removed", 103<<30, 0)
 	writeMeta(t, dir, layer(500), `{"device_id":501,"size":5368709120,"transaction_id":9,"initialized":false,"deleted":false}`, old)
+	wrote()
 	check("created", 108<<30, 1)
 
 	// An unreadable file counts nothing and is read again each time.
 	writeMeta(t, dir, layer(501), `{"size":`, old)
+	wrote()
 	settle()
 	check("malformed", 108<<30, 2) // and the one created above, now settled
 	check("malformed, again", 108<<30, 1)
