@@ -3,6 +3,8 @@ package fs
 import (
 	"fmt"
 	"sort"
+
+	"github.com/dmsize/dmsize/kernel/release"
 )
 
 // Features are a superblock's feature bits. A kernel mounts a filesystem read-write only if it
@@ -12,25 +14,12 @@ type Features struct {
 	Compat, ROCompat, Incompat uint32
 }
 
-// Floor is the oldest kernel dmsize serves (the README's kernel table gives the reason): the
-// filesystems it makes carry no feature that this kernel lacks.
-var Floor = KernelVersion{4, 14}
-
-// KernelVersion is a mainline kernel release, major.minor.
-type KernelVersion struct{ Major, Minor int }
-
-func (k KernelVersion) String() string { return fmt.Sprintf("%d.%d", k.Major, k.Minor) }
-
-func (k KernelVersion) before(o KernelVersion) bool {
-	return k.Major < o.Major || k.Major == o.Major && k.Minor < o.Minor
-}
-
 // feature is one feature bit and the first mainline kernel that mounts a filesystem with it.
 type feature struct {
 	name  string
 	kind  int // compat, roCompat or incompat
 	bit   uint32
-	since KernelVersion
+	since release.Version
 }
 
 const (
@@ -44,57 +33,57 @@ const (
 // XFS feature (docs/research/kernel-floor.md). A bit that is not here fails MadeFor.
 var featureTable = map[Type][]feature{
 	Ext4: {
-		{"dir_prealloc", compat, 0x1, KernelVersion{2, 2}},
-		{"imagic_inodes", compat, 0x2, KernelVersion{2, 2}},
-		{"has_journal", compat, 0x4, KernelVersion{2, 4}},
-		{"ext_attr", compat, 0x8, KernelVersion{2, 6}},
-		{"resize_inode", compat, 0x10, KernelVersion{2, 6}},
-		{"dir_index", compat, 0x20, KernelVersion{2, 6}},
-		{"sparse_super2", compat, 0x200, KernelVersion{3, 16}},
-		{"fast_commit", compat, 0x400, KernelVersion{5, 10}},
-		{"stable_inodes", compat, 0x800, KernelVersion{5, 5}},
-		{"orphan_file", compat, 0x1000, KernelVersion{5, 15}},
-		{"sparse_super", roCompat, 0x1, KernelVersion{2, 2}},
-		{"large_file", roCompat, 0x2, KernelVersion{2, 2}},
-		{"huge_file", roCompat, 0x8, KernelVersion{2, 6}},
-		{"uninit_bg", roCompat, 0x10, KernelVersion{2, 6}},
-		{"dir_nlink", roCompat, 0x20, KernelVersion{2, 6}},
-		{"extra_isize", roCompat, 0x40, KernelVersion{2, 6}},
-		{"quota", roCompat, 0x100, KernelVersion{3, 6}},
-		{"bigalloc", roCompat, 0x200, KernelVersion{3, 2}},
-		{"metadata_csum", roCompat, 0x400, KernelVersion{3, 18}},
-		{"project", roCompat, 0x2000, KernelVersion{4, 5}},
-		{"verity", roCompat, 0x8000, KernelVersion{5, 4}},
-		{"orphan_present", roCompat, 0x10000, KernelVersion{5, 15}},
-		{"filetype", incompat, 0x2, KernelVersion{2, 2}},
-		{"needs_recovery", incompat, 0x4, KernelVersion{2, 4}},
-		{"journal_dev", incompat, 0x8, KernelVersion{2, 6}},
-		{"meta_bg", incompat, 0x10, KernelVersion{2, 6}},
-		{"extent", incompat, 0x40, KernelVersion{2, 6}},
-		{"64bit", incompat, 0x80, KernelVersion{2, 6}},
-		{"mmp", incompat, 0x100, KernelVersion{3, 0}},
-		{"flex_bg", incompat, 0x200, KernelVersion{2, 6}},
-		{"ea_inode", incompat, 0x400, KernelVersion{4, 13}},
-		{"metadata_csum_seed", incompat, 0x2000, KernelVersion{4, 4}},
-		{"large_dir", incompat, 0x4000, KernelVersion{4, 13}},
-		{"inline_data", incompat, 0x8000, KernelVersion{3, 8}},
-		{"encrypt", incompat, 0x10000, KernelVersion{4, 1}},
-		{"casefold", incompat, 0x20000, KernelVersion{5, 2}},
+		{"dir_prealloc", compat, 0x1, release.Mainline(2, 2)},
+		{"imagic_inodes", compat, 0x2, release.Mainline(2, 2)},
+		{"has_journal", compat, 0x4, release.Mainline(2, 4)},
+		{"ext_attr", compat, 0x8, release.Mainline(2, 6)},
+		{"resize_inode", compat, 0x10, release.Mainline(2, 6)},
+		{"dir_index", compat, 0x20, release.Mainline(2, 6)},
+		{"sparse_super2", compat, 0x200, release.Mainline(3, 16)},
+		{"fast_commit", compat, 0x400, release.Mainline(5, 10)},
+		{"stable_inodes", compat, 0x800, release.Mainline(5, 5)},
+		{"orphan_file", compat, 0x1000, release.Mainline(5, 15)},
+		{"sparse_super", roCompat, 0x1, release.Mainline(2, 2)},
+		{"large_file", roCompat, 0x2, release.Mainline(2, 2)},
+		{"huge_file", roCompat, 0x8, release.Mainline(2, 6)},
+		{"uninit_bg", roCompat, 0x10, release.Mainline(2, 6)},
+		{"dir_nlink", roCompat, 0x20, release.Mainline(2, 6)},
+		{"extra_isize", roCompat, 0x40, release.Mainline(2, 6)},
+		{"quota", roCompat, 0x100, release.Mainline(3, 6)},
+		{"bigalloc", roCompat, 0x200, release.Mainline(3, 2)},
+		{"metadata_csum", roCompat, 0x400, release.Mainline(3, 18)},
+		{"project", roCompat, 0x2000, release.Mainline(4, 5)},
+		{"verity", roCompat, 0x8000, release.Mainline(5, 4)},
+		{"orphan_present", roCompat, 0x10000, release.Mainline(5, 15)},
+		{"filetype", incompat, 0x2, release.Mainline(2, 2)},
+		{"needs_recovery", incompat, 0x4, release.Mainline(2, 4)},
+		{"journal_dev", incompat, 0x8, release.Mainline(2, 6)},
+		{"meta_bg", incompat, 0x10, release.Mainline(2, 6)},
+		{"extent", incompat, 0x40, release.Mainline(2, 6)},
+		{"64bit", incompat, 0x80, release.Mainline(2, 6)},
+		{"mmp", incompat, 0x100, release.Mainline(3, 0)},
+		{"flex_bg", incompat, 0x200, release.Mainline(2, 6)},
+		{"ea_inode", incompat, 0x400, release.Mainline(4, 13)},
+		{"metadata_csum_seed", incompat, 0x2000, release.Mainline(4, 4)},
+		{"large_dir", incompat, 0x4000, release.Mainline(4, 13)},
+		{"inline_data", incompat, 0x8000, release.Mainline(3, 8)},
+		{"encrypt", incompat, 0x10000, release.Mainline(4, 1)},
+		{"casefold", incompat, 0x20000, release.Mainline(5, 2)},
 	},
 	// XFS v5 (crc) superblocks; v5 itself is in every supported kernel.
 	XFS: {
-		{"finobt", roCompat, 0x1, KernelVersion{3, 16}},
-		{"rmapbt", roCompat, 0x2, KernelVersion{4, 8}},
-		{"reflink", roCompat, 0x4, KernelVersion{4, 9}},
-		{"inobtcount", roCompat, 0x8, KernelVersion{5, 10}},
-		{"ftype", incompat, 0x1, KernelVersion{3, 13}},
-		{"sparse", incompat, 0x2, KernelVersion{4, 2}},
-		{"meta_uuid", incompat, 0x4, KernelVersion{4, 3}},
-		{"bigtime", incompat, 0x8, KernelVersion{5, 10}},
-		{"needsrepair", incompat, 0x10, KernelVersion{5, 13}},
-		{"nrext64", incompat, 0x20, KernelVersion{5, 19}},
-		{"exchange", incompat, 0x40, KernelVersion{6, 10}},
-		{"parent", incompat, 0x80, KernelVersion{6, 10}},
+		{"finobt", roCompat, 0x1, release.Mainline(3, 16)},
+		{"rmapbt", roCompat, 0x2, release.Mainline(4, 8)},
+		{"reflink", roCompat, 0x4, release.Mainline(4, 9)},
+		{"inobtcount", roCompat, 0x8, release.Mainline(5, 10)},
+		{"ftype", incompat, 0x1, release.Mainline(3, 13)},
+		{"sparse", incompat, 0x2, release.Mainline(4, 2)},
+		{"meta_uuid", incompat, 0x4, release.Mainline(4, 3)},
+		{"bigtime", incompat, 0x8, release.Mainline(5, 10)},
+		{"needsrepair", incompat, 0x10, release.Mainline(5, 13)},
+		{"nrext64", incompat, 0x20, release.Mainline(5, 19)},
+		{"exchange", incompat, 0x40, release.Mainline(6, 10)},
+		{"parent", incompat, 0x80, release.Mainline(6, 10)},
 	},
 }
 
@@ -107,7 +96,7 @@ func (s Super) featureList() []feature {
 			if bits&b == 0 {
 				continue
 			}
-			f := feature{name: fmt.Sprintf("%s 0x%x", [...]string{"compat", "ro-compat", "incompat"}[kind], b), kind: kind, bit: b, since: KernelVersion{1 << 30, 0}}
+			f := feature{name: fmt.Sprintf("%s 0x%x", [...]string{"compat", "ro-compat", "incompat"}[kind], b), kind: kind, bit: b, since: release.Mainline(1<<30, 0)}
 			for _, known := range featureTable[s.Type] {
 				if known.kind == kind && known.bit == b {
 					f = known
@@ -122,13 +111,13 @@ func (s Super) featureList() []feature {
 
 // Beyond lists the features of s that kernel k cannot mount ("bigtime (5.10)"), or that no
 // table here knows; nil when k mounts s.
-func (s Super) Beyond(k KernelVersion) []string {
+func (s Super) Beyond(k release.Version) []string {
 	var out []string
 	for _, f := range s.featureList() {
 		switch {
 		case f.since.Major == 1<<30:
 			out = append(out, f.name+" (unknown)")
-		case k.before(f.since):
+		case k.Before(f.since):
 			out = append(out, fmt.Sprintf("%s (%s)", f.name, f.since))
 		}
 	}

@@ -16,7 +16,7 @@ import (
 // ext4 inode tables (the kernel zeroes them in the background).
 //
 // The features are named, not left to the defaults of whichever mkfs the plugin was built
-// with: every kernel from Floor up must mount what dmsize makes (a newer mkfs.xfs turns on
+// with: every kernel from release.Floor up must mount what dmsize makes (a newer mkfs.xfs turns on
 // bigtime and inobtcount, which no kernel before 5.10 mounts; a newer mke2fs orphan_file).
 // TestMadeFilesystemsMountOnTheFloor reads the feature bits back.
 var mkfs = map[Type][]string{

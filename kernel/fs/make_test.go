@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/dmsize/dmsize/kernel/release"
 )
 
 func TestMountPointsOf(t *testing.T) {
@@ -49,7 +51,7 @@ func TestMountsAt(t *testing.T) {
 }
 
 // What Make writes, with the mkfs tools the plugin's rootfs carries (rootfs/assemble.sh copies
-// this host's), mounts on every kernel from Floor up: a newer build host cannot bring in a
+// this host's), mounts on every kernel from release.Floor up: a newer build host cannot bring in a
 // feature silently. The tools come with `make deps-plugin`; without them this fails.
 func TestMadeFilesystemsMountOnTheFloor(t *testing.T) {
 	for _, typ := range []Type{Ext4, XFS} {
@@ -67,9 +69,9 @@ func TestMadeFilesystemsMountOnTheFloor(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		beyond := s.Beyond(Floor)
+		beyond := s.Beyond(release.Floor)
 		if beyond != nil {
-			t.Errorf("%s made with %s has features that Linux %s lacks: %s", typ, mkfs[typ][0], Floor, strings.Join(beyond, ", "))
+			t.Errorf("%s made with %s has features that Linux %s lacks: %s", typ, mkfs[typ][0], release.Floor, strings.Join(beyond, ", "))
 		}
 		var names []string
 		for _, f := range s.featureList() {
@@ -81,7 +83,7 @@ func TestMadeFilesystemsMountOnTheFloor(t *testing.T) {
 			}
 		}
 		if beyond == nil {
-			t.Logf("%s: %s, none beyond Linux %s", typ, strings.Join(names, " "), Floor)
+			t.Logf("%s: %s, none beyond Linux %s", typ, strings.Join(names, " "), release.Floor)
 		}
 	}
 }
@@ -89,16 +91,16 @@ func TestMadeFilesystemsMountOnTheFloor(t *testing.T) {
 // Beyond names what a kernel lacks, and any bit no table knows.
 func TestBeyond(t *testing.T) {
 	s := Super{Type: XFS, Features: Features{ROCompat: 0x1 | 0x8, Incompat: 0x8 | 0x1000}}
-	got := strings.Join(s.Beyond(KernelVersion{5, 4}), ", ")
+	got := strings.Join(s.Beyond(release.Mainline(5, 4)), ", ")
 	if want := "bigtime (5.10), incompat 0x1000 (unknown), inobtcount (5.10)"; got != want {
 		t.Fatalf("Beyond(5.4) = %q, want %q", got, want)
 	}
 	s.Features.Incompat = 0x8
-	if got := s.Beyond(KernelVersion{5, 10}); got != nil {
+	if got := s.Beyond(release.Mainline(5, 10)); got != nil {
 		t.Fatalf("Beyond(5.10) = %q", got)
 	}
 	ext := Super{Type: Ext4, Features: Features{Compat: 0x1000, Incompat: 0x2000}}
-	if got := strings.Join(ext.Beyond(KernelVersion{4, 3}), ", "); got != "metadata_csum_seed (4.4), orphan_file (5.15)" {
+	if got := strings.Join(ext.Beyond(release.Mainline(4, 3)), ", "); got != "metadata_csum_seed (4.4), orphan_file (5.15)" {
 		t.Fatalf("ext4 Beyond(4.3) = %q", got)
 	}
 }
