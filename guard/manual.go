@@ -8,21 +8,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/dmsize/dmsize/kernel/errs"
 	"github.com/dmsize/dmsize/size"
 )
-
-// Refusal is a manual extension that the policy or the pool does not allow; nothing was
-// changed. A caller tells it from a failure with errors.As.
-type Refusal struct {
-	// Setting is the plugin setting that refuses it (MAX_POOL_SIZE, MIN_HOST_FREE), "" when
-	// no setting does (the kernel's metadata maximum, the volume group's free space, a plain
-	// block device, a pool that failed or needs a check).
-	Setting string
-	// Reason says why, with the numbers; it names Setting when there is one.
-	Reason string
-}
-
-func (r *Refusal) Error() string { return r.Reason }
 
 // Request is a manual extension: the pool's data (or metadata) to Size bytes, or by Size bytes.
 type Request struct {
@@ -38,7 +26,7 @@ type Request struct {
 //
 // A size at or below the current one changes nothing and is no error: the Extension has
 // To == From and a Message saying "already ...". What the policy or the pool does not allow
-// is a *Refusal, before anything changes: data over MAX_POOL_SIZE; more than a loop-lvm
+// is an *errs.Refusal (with the Setting that refuses it), before anything changes: data over MAX_POOL_SIZE; more than a loop-lvm
 // pool's room on the host (MIN_HOST_FREE) or a direct-lvm pool's volume group has free;
 // metadata over the kernel's maximum (MaxMetadata); a pool on a plain block device; a pool
 // that failed or needs a check. Any other error is a failure (reading the pool, asking the
@@ -79,7 +67,7 @@ func (g *Guard) Extend(ctx context.Context, req Request) (Extension, error) {
 	e := Extension{Part: part, From: from, To: from}
 	refuse := func(setting, reason string) (Extension, error) {
 		log.WithField("setting", setting).Info("pool: manual extension refused: " + reason)
-		return e, &Refusal{Setting: setting, Reason: reason}
+		return e, &errs.Refusal{Setting: setting, Reason: reason}
 	}
 
 	if u.Mode == "fail" || u.Mode == "needs_check" {

@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dmsize/dmsize/engine"
+	"github.com/dmsize/dmsize/kernel/errs"
 )
 
 // pool3G is a 3 GiB pool, data 10 % used, with 2 MiB of metadata.
@@ -103,7 +104,7 @@ func TestExtendAlready(t *testing.T) {
 // extended or recorded.
 func refused(t *testing.T, name string, ext Extension, err error, setting, want string, calls int, r *rec) {
 	t.Helper()
-	var ref *Refusal
+	var ref *errs.Refusal
 	if !errors.As(err, &ref) || ref.Setting != setting || !strings.Contains(ref.Error(), want) {
 		t.Errorf("%s: got %v (%#v), want a refusal by %q saying %q", name, err, ref, setting, want)
 	}
@@ -208,7 +209,7 @@ func TestExtendRefusals(t *testing.T) {
 
 func TestExtendFailures(t *testing.T) {
 	ctx := context.Background()
-	var ref *Refusal
+	var ref *errs.Refusal
 	p := pool3G()
 	e := &fakeExt{pool: p, room: 100 * gib, err: errors.New("lvextend: Insufficient free space")}
 	g, r, h := newGuard(p, e, DefaultPolicy())

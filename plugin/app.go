@@ -17,6 +17,7 @@ import (
 	"github.com/dmsize/dmsize/guard"
 	"github.com/dmsize/dmsize/kernel/dm"
 	"github.com/dmsize/dmsize/kernel/lvm"
+	"github.com/dmsize/dmsize/kernel/release"
 	"github.com/dmsize/dmsize/metrics"
 	"github.com/dmsize/dmsize/sizer"
 	vol "github.com/dmsize/dmsize/volume"
@@ -26,16 +27,13 @@ import (
 // the engine's API answers (at daemon boot the engine starts plugins before it serves its API,
 // so nothing here may wait for it before the handshake).
 type app struct {
-	cfg   config
-	log   logrus.FieldLogger
-	eng   *engine.Client
-	sizer atomic.Pointer[sizer.Sizer]
-	// guard, backend and metrics, once set up, for the control API.
-	guard atomic.Pointer[guard.Guard]
+	cfg config
+	log logrus.FieldLogger
+	eng *engine.Client
+	// setup is what run set up, published once: a handler sees all of it or nothing.
+	setup atomic.Pointer[setUp]
 	// volumeGuard guards the volume pool, once it exists.
 	volumeGuard atomic.Pointer[guard.Guard]
-	backend     atomic.Pointer[storageBackend]
-	metrics     atomic.Pointer[metrics.Metrics]
 	// base is the engine's base device size, what a new container gets (strict mode); 0
 	// while it is unknown (baseSize reads it again).
 	base atomic.Int64
@@ -95,6 +93,14 @@ func (a *app) awaitSettled(d time.Duration) {
 	}
 }
 
+// setUp is the plugin once run has set it up.
+type setUp struct {
+	sizer   *sizer.Sizer
+	guard   *guard.Guard // nil: the pool is not guarded (see dockerd's log)
+	backend storageBackend
+	metrics *metrics.Metrics
+}
+
 // storageBackend is a storage backend as the plugin wires it: the sizer's three interfaces,
 // and the base size strict mode checks labels against.
 type storageBackend interface {
@@ -117,6 +123,41 @@ const shutdownGrace = 20 * time.Second
 // openDM opens device-mapper (dm.Open); the unit tests replace it so that they never touch
 // the host's.
 var openDM = dm.Open
+
+// reportKernel is sayKernel; the unit tests replace it (their device-mapper is not the kernel's).
+var reportKernel = func(log logrus.FieldLogger, ctl *dm.Control) { sayKernel(log, ctl) }
+
+// sayKernel says in one line which kernel dmsize runs on and how it serves it.
+func sayKernel(log logrus.FieldLogger, dmi interface {
+	Version() ([3]uint32, error)
+	EventsByTimer() bool
+}) {
+	rel, err := release.Running()
+	if err != nil {
+		rel = "(uname: " + err.Error() + ")"
+	}
+	dmv, _ := dmi.Version()
+	msg, below := kernelLine(rel, dmv, dmi.EventsByTimer())
+	if below {
+		log.Warn(msg)
+		return
+	}
+	log.Info(msg)
+}
+
+// kernelLine is the start-up line about the kernel: its release, its device-mapper interface,
+// how the guard learns of pool events. below: the kernel is older than release.Floor.
+func kernelLine(rel string, dmv [3]uint32, byTimer bool) (msg string, below bool) {
+	events := "device-mapper event poll"
+	if byTimer {
+		events = "a timer (no DM_DEV_ARM_POLL)"
+	}
+	msg = fmt.Sprintf("kernel %s, device-mapper ioctl %d.%d.%d; the pool guard wakes on %s", rel, dmv[0], dmv[1], dmv[2], events)
+	if v, err := release.Parse(rel); err == nil && v.Before(release.Floor) {
+		return msg + fmt.Sprintf("; this kernel is older than Linux %s, the oldest dmsize serves: what it lacks fails with the kernel's error (README: Kernels)", release.Floor), true
+	}
+	return msg, false
+}
 
 // wireBackend is (*app).backendFor; the unit tests replace it with a fake backend.
 var wireBackend = (*app).backendFor
@@ -152,6 +193,7 @@ func (a *app) run(ctx context.Context) {
 		a.giveUp(a.log, err, "opening device-mapper; dmsize does nothing (does the plugin have /dev and CAP_SYS_ADMIN?)")
 		return
 	}
+	reportKernel(a.log, ctl)
 	backend, st, refuse, log := wireBackend(a, ctl, st)
 	if backend == nil {
 		return
@@ -163,14 +205,12 @@ func (a *app) run(ctx context.Context) {
 	}
 	m := metrics.New(st.PoolName)
 	policy := sizer.Policy{Max: a.cfg.MaxSize, Overcommit: a.cfg.Overcommit}
-	if g := a.startGuard(ctx, st, m, log); g != nil {
+	g := a.startGuard(ctx, st, m, log)
+	if g != nil {
 		policy.Ceiling = g.Ceiling
-		a.guard.Store(g)
 	}
-	a.backend.Store(&backend)
 	s := sizer.New(sizer.Config{Engine: backend, Devices: backend, Sizes: backend, Store: store, Policy: policy, Log: log, Obs: m, Refuse: refuse})
 	m.Sizer(func() float64 { return float64(s.Locks()) }, func() float64 { return float64(s.Queued()) }, func() float64 { return float64(backend.Holds()) })
-	a.metrics.Store(m) // on the control socket from now on (controlapi.PathMetrics)
 	go a.guardVolumePool(ctx, m, a.log)
 	a.baseMu.Lock()
 	a.readBase(backend, log)
@@ -180,7 +220,8 @@ func (a *app) run(ctx context.Context) {
 		defer a.work.Done()
 		s.Run(ctx, shutdownGrace)
 	}()
-	a.sizer.Store(s)
+	// Published after the base size is read: loaded first, it makes the base visible.
+	a.setup.Store(&setUp{sizer: s, guard: g, backend: backend, metrics: m})
 	a.settle()
 	log.WithFields(logrus.Fields{"mode": a.cfg.Mode, "max_size": a.cfg.MaxSize, "overcommit": a.cfg.Overcommit}).Info("dmsize ready")
 	eng.Follow(ctx, log, s.Reconcile, func(_ context.Context, ev engine.Event) {
@@ -201,11 +242,11 @@ func (a *app) baseSize() (int64, error) {
 	}
 	a.baseMu.Lock()
 	defer a.baseMu.Unlock()
-	b := a.backend.Load()
-	if base := a.base.Load(); base > 0 || b == nil || time.Since(a.baseRead) < baseRetry {
+	su := a.setup.Load()
+	if base := a.base.Load(); base > 0 || su == nil || time.Since(a.baseRead) < baseRetry {
 		return base, a.baseErr
 	}
-	a.readBase(*b, a.log)
+	a.readBase(su.backend, a.log)
 	return a.base.Load(), a.baseErr
 }
 
@@ -256,7 +297,7 @@ func (a *app) backendFor(ctl *dm.Control, st engine.Storage) (storageBackend, en
 		return b, st, nil, log.WithFields(logrus.Fields{"snapshotter": st.Snapshotter, "pool": st.PoolName})
 	case st.Driver == "devicemapper":
 		log = log.WithField("pool", st.PoolName)
-		refuse := graphdriver.Refusal(st)
+		refuse := graphdriver.WhyNotGrow(st)
 		if refuse != nil {
 			log.Error(refuse)
 		}

@@ -111,8 +111,8 @@ func TestRunWiresTheSizer(t *testing.T) {
 	if logged(hook, logrus.ErrorLevel, "pool guard: opening device-mapper; the pool is not guarded") == nil || logged(hook, logrus.InfoLevel, "dmsize ready") == nil {
 		t.Fatalf("log: %v", hook.AllEntries())
 	}
-	if calls() != 2 || a.guard.Load() != nil || a.base.Load() != 10<<30 || a.notReady.Load() != nil {
-		t.Fatalf("dm opened %d times, guard %v, base %d, not ready %v", calls(), a.guard.Load(), a.base.Load(), a.notReady.Load())
+	if calls() != 2 || a.setup.Load().guard != nil || a.base.Load() != 10<<30 || a.notReady.Load() != nil {
+		t.Fatalf("dm opened %d times, guard %v, base %d, not ready %v", calls(), a.setup.Load().guard, a.base.Load(), a.notReady.Load())
 	}
 	if rec, _ := d.v.Load().Get("data"); len(rec.Mounts) != 0 || k.isMounted(dir) {
 		t.Fatalf("a mount ID of a container that is gone is kept: %+v", rec)
@@ -178,7 +178,7 @@ func TestRunGivesUp(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 			defer cancel()
 			a.run(ctx)
-			if a.sizer.Load() != nil || a.metrics.Load() != nil {
+			if a.setup.Load() != nil {
 				t.Fatal("set up all the same")
 			}
 			if calls() != tc.dm {
@@ -336,7 +336,7 @@ func TestBaseSizeReadAgain(t *testing.T) {
 	done := make(chan struct{})
 	go func() { a.run(ctx); close(done) }()
 	defer func() { cancel(); <-done; a.work.Wait() }()
-	eventually(t, "the sizer", func() bool { return a.sizer.Load() != nil })
+	eventually(t, "the sizer", func() bool { return a.setup.Load() != nil })
 	reads := func() int {
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -372,5 +372,30 @@ func TestBaseSizeReadAgain(t *testing.T) {
 	}
 	if e := logged(hook, logrus.InfoLevel, "read the engine's base device size"); e == nil || e.Data["base"] != int64(10<<30) {
 		t.Fatalf("the base size read later is not logged: %v", hook.AllEntries())
+	}
+}
+
+// The kernel's line at start: a warning below the floor, with what dmsize does then.
+func TestKernelLine(t *testing.T) {
+	msg, below := kernelLine("6.1.0-28-amd64", [3]uint32{4, 47, 0}, false)
+	if below || msg != "kernel 6.1.0-28-amd64, device-mapper ioctl 4.47.0; the pool guard wakes on device-mapper event poll" {
+		t.Fatalf("6.1: %q %v", msg, below)
+	}
+	msg, below = kernelLine("3.10.0-1160.el7.x86_64", [3]uint32{4, 37, 0}, true)
+	if !below || !strings.Contains(msg, "a timer (no DM_DEV_ARM_POLL)") || !strings.Contains(msg, "older than Linux 4.14, the oldest dmsize serves") {
+		t.Fatalf("3.10: %q %v", msg, below)
+	}
+}
+
+type fakeDMVersion struct{}
+
+func (fakeDMVersion) Version() ([3]uint32, error) { return [3]uint32{4, 48, 0}, nil }
+func (fakeDMVersion) EventsByTimer() bool         { return false }
+
+func TestSayKernel(t *testing.T) {
+	l, hook := test.NewNullLogger()
+	sayKernel(l, fakeDMVersion{})
+	if e := hook.LastEntry(); e == nil || !strings.Contains(e.Message, "device-mapper ioctl 4.48.0") {
+		t.Fatalf("%v", hook.AllEntries())
 	}
 }

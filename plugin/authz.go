@@ -15,6 +15,7 @@ import (
 	"github.com/docker/go-plugins-helpers/authorization"
 	"github.com/sirupsen/logrus"
 
+	"github.com/dmsize/dmsize/kernel/errs"
 	"github.com/dmsize/dmsize/size"
 	"github.com/dmsize/dmsize/sizer"
 )
@@ -151,9 +152,9 @@ type strict struct {
 
 func (a *app) strict() strict {
 	st := strict{log: a.log, after: func(d time.Duration, f func()) { time.AfterFunc(d, f) }}
-	// The sizer is stored after the base size: loaded first, it makes the base visible.
-	if s := a.sizer.Load(); s != nil {
-		st.sizer = liveSizer{s}
+	// The set-up is published after the base size is read: loaded first, it makes the base visible.
+	if su := a.setup.Load(); su != nil {
+		st.sizer = liveSizer{su.sizer}
 	}
 	st.notReady, st.base, st.readBase, st.deletes = a.notReady.Load(), a.base.Load(), a.baseSize, &a.deletes
 	if st.sizer == nil && st.notReady == nil {
@@ -228,7 +229,7 @@ func (st strict) request(req authorization.Request) authorization.Response {
 		return st.deny(errors.New("cannot check label dm.size="+label+": "+why), label)
 	}
 	err = st.sizer.CheckNew(label, base)
-	if err != nil && !sizer.IsRejection(err) {
+	if err != nil && !errs.IsRefusal(err) {
 		err = errors.New("cannot check label dm.size=" + label + ": " + err.Error() + "; retry")
 	}
 	if err != nil {
@@ -314,7 +315,7 @@ func (st strict) response(req authorization.Request) authorization.Response {
 	switch {
 	case err == nil && r.Action == sizer.Grown:
 		st.log.WithFields(logrus.Fields{"container": r.Container, "ms": time.Since(start).Milliseconds()}).Debug("sized before the create response")
-	case err != nil && !sizer.IsRejection(err): // a rejection was logged by the sizer
+	case err != nil && !errs.IsRefusal(err): // a rejection was logged by the sizer
 		// Allowed all the same: the container exists whatever dmsize answers (a denial would
 		// only keep its ID from the client), and its create and start events retry the sizing.
 		st.log.WithError(err).WithField("container", created.ID).Warn("sizing a created container failed; its events retry it")

@@ -47,7 +47,7 @@ func FuzzAuthZCreateBody(f *testing.F) {
 	a := &app{cfg: config{Mode: "strict"}, log: l}
 	s := sizer.New(sizer.Config{Store: store, Devices: poolOnly{data: 100 << 30}, Policy: sizer.Policy{Max: 1 << 40}, Log: l})
 	a.base.Store(10 << 30)
-	a.sizer.Store(s)
+	a.setup.Store(&setUp{sizer: s})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r := a.AuthZReq(authorization.Request{RequestMethod: "POST", RequestURI: "/v1.41/containers/create", RequestBody: body,
 			RequestHeaders: map[string]string{"Content-Type": "application/json", "Content-Length": strconv.Itoa(len(body))}})

@@ -19,6 +19,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/dmsize/dmsize/kernel/errs"
 	"github.com/dmsize/dmsize/size"
 	"github.com/dmsize/dmsize/sizer"
 )
@@ -201,7 +202,7 @@ func TestStrictCreateRule(t *testing.T) {
 		{name: "label accepted", state: ready, req: createReq(labelled), calls: []string{"check 42G"}},
 		{
 			name: "a: label rejected", state: ready, req: createReq(`{"Labels":{"dm.size":"42X"}}`),
-			check: &sizer.Rejection{What: "label dm.size=42X", Reason: `size "42X": not a size in Docker's grammar (e.g. 42G, 512M, 1.5T)`},
+			check: &errs.Refusal{What: "label dm.size=42X", Reason: `size "42X": not a size in Docker's grammar (e.g. 42G, 512M, 1.5T)`},
 			want:  `dmsize: label dm.size=42X rejected: size "42X": not a size in Docker's grammar (e.g. 42G, 512M, 1.5T)`, calls: []string{"check 42X"},
 		},
 		{name: "b: starting", state: starting, req: createReq(labelled), want: "dmsize: starting, not ready to check dm.size yet; retry in a few seconds"},
@@ -281,7 +282,7 @@ func TestStrictResponse(t *testing.T) {
 	}{
 		{name: "sized", req: created(201), calls: []string{"ensure " + id}},
 		{name: "sizing failed", ensure: errors.New("mounting: timeout"), req: created(201), calls: []string{"ensure " + id}, warned: true},
-		{name: "label rejected", ensure: &sizer.Rejection{What: "label dm.size=42G", Reason: "above the maximum"}, req: created(201), calls: []string{"ensure " + id}},
+		{name: "label rejected", ensure: &errs.Refusal{What: "label dm.size=42G", Reason: "above the maximum"}, req: created(201), calls: []string{"ensure " + id}},
 		{name: "create failed", req: created(409)},
 		{name: "delete failed", req: deleted(500), calls: []string{"removal-failed " + id}},
 		// A failed removal: the engine's handler returned an error, which it writes after the
@@ -505,7 +506,7 @@ func TestStrictSnapshot(t *testing.T) {
 		t.Fatalf("%+v", st)
 	}
 	a.base.Store(10 << 30)
-	a.sizer.Store(sizer.New(sizer.Config{Engine: oneContainer{id: "abc"}, Log: l}))
+	a.setup.Store(&setUp{sizer: sizer.New(sizer.Config{Engine: oneContainer{id: "abc"}, Log: l})})
 	st := a.strict()
 	if st.base != 10<<30 {
 		t.Fatalf("base %d", st.base)
@@ -600,7 +601,7 @@ func TestHandshakeAndNotReady(t *testing.T) {
 // target cannot be decoded is denied (the engine itself refuses it with a 400).
 func TestStrictEncodedRoutes(t *testing.T) {
 	const id = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
-	rejected := &sizer.Rejection{What: "label dm.size=42X", Reason: "not a size"}
+	rejected := &errs.Refusal{What: "label dm.size=42X", Reason: "not a size"}
 	const denied, undecodable = "dmsize: label dm.size=42X rejected", "dmsize: cannot see whether this POST is a container create: its path cannot be decoded"
 	checked := []string{"check 42X"}
 	for _, tc := range []struct {

@@ -14,8 +14,10 @@ import (
 
 	"github.com/dmsize/dmsize/controlapi"
 	"github.com/dmsize/dmsize/guard"
+	"github.com/dmsize/dmsize/kernel/errs"
 	"github.com/dmsize/dmsize/size"
 	"github.com/dmsize/dmsize/sizer"
+	vol "github.com/dmsize/dmsize/volume"
 )
 
 // serveControl serves the control API on a root-only unix socket until ctx ends.
@@ -53,13 +55,13 @@ func (a *app) controlMux() *http.ServeMux {
 	return mux
 }
 
-// ready is the sizer, or an answer saying why there is none yet.
-func (a *app) ready(w http.ResponseWriter) *sizer.Sizer {
-	s := a.sizer.Load()
-	if s == nil {
+// ready is the set-up plugin, or nil after an answer saying why it is not set up yet.
+func (a *app) ready(w http.ResponseWriter) *setUp {
+	su := a.setup.Load()
+	if su == nil {
 		a.notSetUp(w)
 	}
-	return s
+	return su
 }
 
 // notSetUp answers 503 with why the plugin is not set up.
@@ -76,19 +78,20 @@ func (a *app) notSetUp(w http.ResponseWriter) {
 // the other endpoints give it, not an empty exposition: a scrape that fails sets `up` to 0 and
 // says why, where an empty one would look healthy while no dmsize metric exists.
 func (a *app) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	m := a.metrics.Load()
-	if m == nil {
+	su := a.setup.Load()
+	if su == nil || su.metrics == nil {
 		a.notSetUp(w)
 		return
 	}
-	m.Handler().ServeHTTP(w, r)
+	su.metrics.Handler().ServeHTTP(w, r)
 }
 
 func (a *app) handleContainers(w http.ResponseWriter, r *http.Request) {
-	s := a.ready(w)
-	if s == nil {
+	su := a.ready(w)
+	if su == nil {
 		return
 	}
+	s := su.sizer
 	refs := r.URL.Query()["ref"]
 	if len(refs) == 0 {
 		ids, err := s.Known(r.Context())
@@ -105,7 +108,7 @@ func (a *app) handleContainers(w http.ResponseWriter, r *http.Request) {
 			continue // removed since it was listed
 		}
 		if err != nil {
-			sizerError(w, fmt.Sprintf("container %s", ref), err)
+			failWith(w, fmt.Sprintf("container %s", ref), err)
 			return
 		}
 		out = append(out, containerOf(st))
@@ -114,10 +117,11 @@ func (a *app) handleContainers(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *app) handleGrow(w http.ResponseWriter, r *http.Request) {
-	s := a.ready(w)
-	if s == nil {
+	su := a.ready(w)
+	if su == nil {
 		return
 	}
+	s := su.sizer
 	var req controlapi.GrowRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil || req.Ref == "" {
 		fail(w, http.StatusBadRequest, controlapi.KindInvalid, "a grow request needs a container and a size")
@@ -134,7 +138,7 @@ func (a *app) handleGrow(w http.ResponseWriter, r *http.Request) {
 		if res.Name != "" {
 			name = res.Name
 		}
-		sizerError(w, fmt.Sprintf("container %s: grow to %s", name, size.Format(sz)), err)
+		failWith(w, fmt.Sprintf("container %s: grow to %s", name, size.Format(sz)), err)
 		return
 	}
 	st, _ := s.Status(r.Context(), res.Container)
@@ -170,16 +174,23 @@ func containerOf(st sizer.Status) controlapi.Container {
 	return out
 }
 
-// sizerError answers an error from the sizer with its kind.
-func sizerError(w http.ResponseWriter, what string, err error) {
-	var rej *sizer.Rejection
+// failWith answers the error of an operation on what. A refusal (nothing changed) is 409,
+// an unknown container or volume 404, anything else a failure. It is the one place the
+// plugin tells a "no" from a failure.
+func failWith(w http.ResponseWriter, what string, err error) {
+	msg := err.Error()
+	if what != "" {
+		msg = what + ": " + msg
+	}
 	switch {
-	case errors.As(err, &rej):
-		fail(w, http.StatusConflict, controlapi.KindRefused, what+": "+err.Error())
+	case errs.IsRefusal(err):
+		fail(w, http.StatusConflict, controlapi.KindRefused, msg)
 	case errors.Is(err, sizer.ErrNotFound):
 		fail(w, http.StatusNotFound, controlapi.KindNotFound, what+": no such container")
+	case errors.Is(err, vol.ErrNotFound):
+		fail(w, http.StatusNotFound, controlapi.KindNotFound, msg)
 	default:
-		fail(w, http.StatusInternalServerError, controlapi.KindFailed, what+": "+err.Error())
+		fail(w, http.StatusInternalServerError, controlapi.KindFailed, msg)
 	}
 }
 
@@ -195,16 +206,16 @@ func fail(w http.ResponseWriter, status int, kind, msg string) {
 }
 
 func (a *app) handlePool(w http.ResponseWriter, r *http.Request) {
-	s := a.ready(w)
-	if s == nil {
+	su := a.ready(w)
+	if su == nil {
 		return
 	}
-	g, bp := a.guard.Load(), a.backend.Load()
+	s := su.sizer
+	g, b := su.guard, su.backend
 	if g == nil {
 		fail(w, http.StatusServiceUnavailable, controlapi.KindUnavailable, "the pool guard is not running (see dockerd's log)")
 		return
 	}
-	b := *bp
 	st := g.Status()
 	out := controlapi.Pool{Name: st.Pool, Kind: st.Kind, DataUsedBytes: st.Usage.DataUsed, DataSizeBytes: st.Usage.DataTotal,
 		MetaUsedBytes: st.Usage.MetaUsed, MetaSizeBytes: st.Usage.MetaTotal, Mode: st.Usage.Mode, RoomBytes: st.Room,
@@ -226,10 +237,11 @@ func (a *app) handlePool(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *app) handleExtend(w http.ResponseWriter, r *http.Request) {
-	if a.ready(w) == nil {
+	su := a.ready(w)
+	if su == nil {
 		return
 	}
-	g := a.guard.Load()
+	g := su.guard
 	if g == nil {
 		fail(w, http.StatusServiceUnavailable, controlapi.KindUnavailable, "the pool guard is not running (see dockerd's log)")
 		return
@@ -250,13 +262,8 @@ func (a *app) handleExtend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ext, err := g.Extend(r.Context(), guard.Request{Metadata: req.Metadata, Size: sz, By: rel})
-	var refusal *guard.Refusal
-	switch {
-	case errors.As(err, &refusal):
-		fail(w, http.StatusConflict, controlapi.KindRefused, fmt.Sprintf("pool %s to %s: %v", part, req.Size, err))
-		return
-	case err != nil:
-		fail(w, http.StatusInternalServerError, controlapi.KindFailed, fmt.Sprintf("pool %s to %s: %v", part, req.Size, err))
+	if err != nil {
+		failWith(w, fmt.Sprintf("pool %s to %s", part, req.Size), err)
 		return
 	}
 	out := controlapi.ExtendResult{Part: part, BeforeBytes: ext.From, AfterBytes: ext.To, Message: ext.Message}

@@ -25,8 +25,9 @@ func poolApp(t *testing.T, policy guard.Policy) (*app, *fakeBackend, *fakeThinPo
 	p := &fakeThinPool{name: "docker-thinpool", blocks: 16384, used: 4096, metaBlocks: 1024, metaUsed: 100}
 	e := &fakeExtender{pool: p, room: 10 << 30}
 	m := metrics.New(p.name)
-	a.metrics.Store(m)
-	a.guard.Store(&guard.Guard{Pool: p.name, Ctl: p, Ext: e, Policy: policy, Log: l, Obs: m})
+	su := *a.setup.Load()
+	su.metrics, su.guard = m, &guard.Guard{Pool: p.name, Ctl: p, Ext: e, Policy: policy, Log: l, Obs: m}
+	a.setup.Store(&su)
 	return a, b, p, e
 }
 
@@ -35,7 +36,7 @@ func poolApp(t *testing.T, policy guard.Policy) (*app, *fakeBackend, *fakeThinPo
 func TestControlPool(t *testing.T) {
 	a, b, _, e := poolApp(t, guard.DefaultPolicy())
 	b.held["thin-web"] = true
-	if err := a.sizer.Load().Store.Put(sizer.Record{ID: webID, Name: "web", Device: "thin-web"}); err != nil {
+	if err := a.setup.Load().sizer.Store.Put(sizer.Record{ID: webID, Name: "web", Device: "thin-web"}); err != nil {
 		t.Fatal(err)
 	}
 	var p controlapi.Pool

@@ -71,7 +71,7 @@ func TestControlAPI(t *testing.T) {
 	}
 	store, _ := sizer.OpenStore(t.TempDir(), l)
 	e := overlayEngine{}
-	a.sizer.Store(sizer.New(sizer.Config{Engine: e, Devices: e, Sizes: e, Store: store, Log: l}))
+	a.setup.Store(&setUp{sizer: sizer.New(sizer.Config{Engine: e, Devices: e, Sizes: e, Store: store, Log: l})})
 	for _, tc := range []struct {
 		req  controlapi.GrowRequest
 		kind string
@@ -128,7 +128,7 @@ func TestControlMetrics(t *testing.T) {
 	}
 	m := metrics.New("docker-254:0-131101-pool")
 	m.Sized("grown", nil)
-	a.metrics.Store(m)
+	a.setup.Store(&setUp{metrics: m})
 	resp, body = get()
 	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
 		t.Fatalf("%s, Content-Type %q", resp.Status, ct)

@@ -47,7 +47,8 @@ func stubDM(t *testing.T, n int) func() int {
 	t.Helper()
 	var mu sync.Mutex
 	calls := 0
-	old := openDM
+	old, oldReport := openDM, reportKernel
+	reportKernel = func(logrus.FieldLogger, *dm.Control) {}
 	openDM = func() (*dm.Control, error) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -57,7 +58,7 @@ func stubDM(t *testing.T, n int) func() int {
 		}
 		return nil, errNoDM
 	}
-	t.Cleanup(func() { openDM = old })
+	t.Cleanup(func() { openDM, reportKernel = old, oldReport })
 	return func() int {
 		mu.Lock()
 		defer mu.Unlock()
@@ -411,10 +412,8 @@ func withSizer(t *testing.T, a *app, b *fakeBackend, policy sizer.Policy) *sizer
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sb storageBackend = b
-	a.backend.Store(&sb)
 	s := sizer.New(sizer.Config{Engine: b, Devices: b, Sizes: b, Store: store, Policy: policy, Log: a.log})
-	a.sizer.Store(s)
+	a.setup.Store(&setUp{sizer: s, backend: b})
 	return s
 }
 

@@ -315,15 +315,8 @@ func (a *app) handleVolumeGrow(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	before, err := v.Grow(req.Name, want)
-	switch {
-	case errors.Is(err, vol.ErrNotFound):
-		fail(w, http.StatusNotFound, controlapi.KindNotFound, err.Error())
-		return
-	case errors.As(err, new(*vol.Refusal)):
-		fail(w, http.StatusConflict, controlapi.KindRefused, err.Error())
-		return
-	case err != nil:
-		fail(w, http.StatusInternalServerError, controlapi.KindFailed, err.Error())
+	if err != nil {
+		failWith(w, "", err)
 		return
 	}
 	rec, _ := v.Get(req.Name)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/dmsize/dmsize/internal/badinput"
+	"github.com/dmsize/dmsize/kernel/errs"
 	"github.com/dmsize/dmsize/size"
 )
 
@@ -37,16 +38,16 @@ func TestBadInputLabels(t *testing.T) {
 			t.Fatalf("label %q: %+v %v, filesystem %d bytes; want %d", label, res, err, after, want)
 		case !ok && after != 10*G:
 			t.Fatalf("label %q (%v): filesystem %d bytes; want it left at 10G", label, perr, after)
-		case !ok && want != 10*G && !IsRejection(err):
+		case !ok && want != 10*G && !errs.IsRefusal(err):
 			t.Fatalf("label %q (%v): %+v %v; want a rejection", label, perr, res, err)
 		case ok != (check == nil) && want != 10*G:
 			t.Fatalf("label %q: sized %v, CheckNew says %v", label, ok, check)
 		case ok:
 			grown++
 		case err != nil:
-			var rej *Rejection
+			var rej *errs.Refusal
 			if !errors.As(err, &rej) {
-				t.Fatalf("label %q: %v is not a Rejection", label, err)
+				t.Fatalf("label %q: %v is not a Refusal", label, err)
 			}
 			rejected++
 		}

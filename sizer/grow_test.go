@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/dmsize/dmsize/kernel/errs"
 )
 
 // dmsize grow: a running and a stopped container without a label, by name; the size survives
@@ -63,7 +65,7 @@ func TestGrowRefusals(t *testing.T) {
 		reason string
 	}{{5 * G, "smaller than the current size 10GiB"}, {200 * G, "above the plugin's maximum 100GiB"}} {
 		res, err := r.s.Grow(context.Background(), c.Name, tc.size, false)
-		if !IsRejection(err) || res.Action != Rejected || !strings.Contains(err.Error(), tc.reason) {
+		if !errs.IsRefusal(err) || res.Action != Rejected || !strings.Contains(err.Error(), tc.reason) {
 			t.Fatalf("%d: %+v %v", tc.size, res, err)
 		}
 	}
@@ -72,7 +74,7 @@ func TestGrowRefusals(t *testing.T) {
 	}
 	other := r.w.create(2, nil)
 	r.w.ctrs[other.ID].c.Device = ""
-	if _, err := r.s.Grow(context.Background(), other.ID, 20*G, false); !IsRejection(err) {
+	if _, err := r.s.Grow(context.Background(), other.ID, 20*G, false); !errs.IsRefusal(err) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -106,7 +108,7 @@ func TestGrowRaces(t *testing.T) {
 	}
 	go func() { _, err := r.ensure(c.ID); done <- err }()
 	for range 4 {
-		if err := <-done; err != nil && !IsRejection(err) {
+		if err := <-done; err != nil && !errs.IsRefusal(err) {
 			t.Fatal(err) // a grow that lost to a larger one is refused as a shrink, nothing else
 		}
 	}

@@ -3,6 +3,7 @@ package sizer
 import (
 	"fmt"
 
+	"github.com/dmsize/dmsize/kernel/errs"
 	"github.com/dmsize/dmsize/size"
 )
 
@@ -21,21 +22,11 @@ type Policy struct {
 	Ceiling func(poolData int64) (int64, string)
 }
 
-// Rejection is a size dmsize will not act on, with the reason in words. What names the
-// request: "label dm.size=42G", or "size 60GiB" for dmsize grow.
-type Rejection struct {
-	What, Reason string
-}
-
-func (r *Rejection) Error() string {
-	return fmt.Sprintf("%s rejected: %s", r.What, r.Reason)
-}
-
-// parse reads a label; a malformed one is a *Rejection.
+// parse reads a label; a malformed one is an *errs.Refusal.
 func parse(what, label string) (int64, error) {
 	want, err := size.Parse(label)
 	if err != nil {
-		return 0, &Rejection{what, err.Error()}
+		return 0, &errs.Refusal{What: what, Reason: err.Error()}
 	}
 	return want, nil
 }
@@ -54,7 +45,7 @@ type ask struct {
 
 // decide is the size a container should have: the explicit size, or its label's but never
 // below what dmsize grow gave. what names the ask in messages; "" when nothing is asked (no
-// label). A malformed label, or a size below the current one, is a *Rejection; a label below
+// label). A malformed label, or a size below the current one, is an *errs.Refusal; a label below
 // a size dmsize gave (Applied) or restored (Persisted above Cached) is not a shrink: the label
 // was met before and the size stays. want <= Current means there is nothing to grow.
 func decide(a ask) (want int64, what string, err error) {
@@ -76,9 +67,9 @@ func decide(a ask) (want int64, what string, err error) {
 	return max(want, a.Grown), what, err
 }
 
-// shrink is the rejection of a size below the container's.
+// shrink is the refusal of a size below the container's.
 func shrink(what string, want, current int64) error {
-	return &Rejection{what, fmt.Sprintf("%s is smaller than the current size %s; dmsize never shrinks a filesystem", size.Format(want), size.Format(current))}
+	return &errs.Refusal{What: what, Reason: fmt.Sprintf("%s is smaller than the current size %s; dmsize never shrinks a filesystem", size.Format(want), size.Format(current))}
 }
 
 // bounded reports whether the policy needs the pool's size and the other grants.
@@ -88,7 +79,7 @@ func (p Policy) bounded() bool { return p.Overcommit > 0 }
 // dmsize has given the other containers (both used only when Overcommit is set).
 func (p Policy) admit(what string, want, poolData, others int64) error {
 	if p.Max > 0 && want > p.Max {
-		return &Rejection{what, fmt.Sprintf("%s is above the plugin's maximum %s (docker plugin set dmsize MAX_SIZE=...)", size.Format(want), size.Format(p.Max))}
+		return &errs.Refusal{What: what, Setting: "MAX_SIZE", Reason: fmt.Sprintf("%s is above the plugin's maximum %s (docker plugin set dmsize MAX_SIZE=...)", size.Format(want), size.Format(p.Max))}
 	}
 	if !p.bounded() || poolData <= 0 {
 		return nil
@@ -101,7 +92,7 @@ func (p Policy) admit(what string, want, poolData, others int64) error {
 	}
 	limit := p.Overcommit * float64(base)
 	if float64(others)+float64(want) > limit {
-		return &Rejection{what, fmt.Sprintf("the pool cannot hold it: %s for this container plus %s given to others is above %g × %s (%s; docker plugin set dmsize OVERCOMMIT=...)",
+		return &errs.Refusal{What: what, Setting: "OVERCOMMIT", Reason: fmt.Sprintf("the pool cannot hold it: %s for this container plus %s given to others is above %g × %s (%s; docker plugin set dmsize OVERCOMMIT=...)",
 			size.Format(want), size.Format(others), p.Overcommit, of, size.Format(int64(limit)))}
 	}
 	return nil

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/dmsize/dmsize/kernel/errs"
 )
 
 // decide, each branch: nothing asked, an explicit size (grow, equal, shrink), a label (grow,
@@ -36,7 +38,7 @@ func TestDecide(t *testing.T) {
 		if want != tc.want || what != tc.what {
 			t.Errorf("%s: decide = %d %q, want %d %q", tc.name, want, what, tc.want, tc.what)
 		}
-		var rej *Rejection
+		var rej *errs.Refusal
 		switch {
 		case tc.reject == "" && err != nil:
 			t.Errorf("%s: %v", tc.name, err)

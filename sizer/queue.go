@@ -7,6 +7,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/dmsize/dmsize/kernel/errs"
 	"github.com/dmsize/dmsize/size"
 )
 
@@ -98,7 +99,7 @@ func (s *Sizer) do(ctx context.Context, id string, op op) {
 	start := time.Now()
 	r, err := s.Ensure(ctx, id)
 	if err != nil {
-		if !IsRejection(err) && r.Action == Failed {
+		if !errs.IsRefusal(err) && r.Action == Failed {
 			s.Log.WithError(err).WithField("container", short(id)).Warn("sizing failed; the next event or reconcile retries")
 		}
 		return

@@ -33,6 +33,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/dmsize/dmsize/internal/crashpoint"
+	"github.com/dmsize/dmsize/kernel/errs"
 	"github.com/dmsize/dmsize/size"
 )
 
@@ -121,7 +122,7 @@ type Result struct {
 // Ensure brings container ref (ID, short ID or name) to the size it should have: first it
 // repairs what an interrupted sizing left, then it grows the container to its label (or to a
 // larger size `dmsize grow` gave it). A label dmsize will not act on is logged once and
-// returned as a *Rejection; the container keeps its size.
+// returned as an *errs.Refusal; the container keeps its size.
 func (s *Sizer) Ensure(ctx context.Context, ref string) (Result, error) {
 	return s.observe(s.act(ctx, ref, request{}))
 }
@@ -130,13 +131,13 @@ func (s *Sizer) Ensure(ctx context.Context, ref string) (Result, error) {
 // not, under the same policy as labels; a larger label later still wins, a smaller one is
 // unchanged. With dryRun it only says what it would do. A container already that size is
 // Unchanged; a smaller size, a size over the policy and a container that is not on the
-// engine's thin pool are *Rejections; an unknown container is ErrNotFound.
+// engine's thin pool are *errs.Refusals; an unknown container is ErrNotFound.
 func (s *Sizer) Grow(ctx context.Context, ref string, sz int64, dryRun bool) (Result, error) {
 	return s.observe(s.act(ctx, ref, request{size: sz, dryRun: dryRun}))
 }
 
 func (s *Sizer) observe(r Result, err error) (Result, error) {
-	if err != nil && !IsRejection(err) {
+	if err != nil && !errs.IsRefusal(err) {
 		r.Action = Failed
 	}
 	if s.Obs != nil && r.Action != WouldGrow {
@@ -176,7 +177,7 @@ func (s *Sizer) act(ctx context.Context, ref string, req request) (Result, error
 	res := Result{Container: c.ID, Name: c.Name, Device: c.Device, Action: Unchanged}
 	if c.Device == "" {
 		if req.explicit() {
-			return res, &Rejection{What: "size " + size.Format(req.size), Reason: "the container is not on the engine's devicemapper thin pool"}
+			return res, &errs.Refusal{What: "size " + size.Format(req.size), Reason: "the container is not on the engine's devicemapper thin pool"}
 		}
 		res.Action = Skipped
 		return res, nil
@@ -191,7 +192,7 @@ func (s *Sizer) act(ctx context.Context, ref string, req request) (Result, error
 	// delete, and the removal would fail.
 	if _, ok := s.removing.Load(c.ID); ok || c.State == "removing" {
 		if req.explicit() {
-			return res, &Rejection{What: "size " + size.Format(req.size), Reason: "the container is being removed"}
+			return res, &errs.Refusal{What: "size " + size.Format(req.size), Reason: "the container is being removed"}
 		}
 		res.Action = Skipped
 		return res, nil
@@ -220,19 +221,19 @@ func (s *Sizer) act(ctx context.Context, ref string, req request) (Result, error
 	res.Before, res.After = current, current
 
 	// 2. The size asked: explicitly, or by the label (never below a size dmsize grow gave).
-	want, what, err := decide(ask{Explicit: req.size, Label: label, Labelled: labelled, Current: current,
-		Cached: c.Cached, Persisted: persisted, Applied: rec.Applied, Grown: rec.Grown})
+	a := ask{Explicit: req.size, Label: label, Labelled: labelled, Current: current,
+		Cached: c.Cached, Persisted: persisted, Applied: rec.Applied, Grown: rec.Grown}
+	want, what, err := decide(a)
 	if what == "" {
 		res.Duration = time.Since(start)
 		return res, nil
 	}
 	// 3. Admitted by the policy (MAX_SIZE, OVERCOMMIT, the guard's ceiling), or rejected.
 	if err == nil && want > current {
-		err = s.admitGrowth(c, &rec, label, req.size, want, current, persisted, what)
+		err = s.admitGrowth(c, &rec, a, want, what)
 	}
 	if err != nil {
-		var rej *Rejection
-		if errors.As(err, &rej) {
+		if errs.IsRefusal(err) {
 			res.Action = Rejected
 			if !req.explicit() {
 				s.reject(c, rec, label, err, current, log)
@@ -374,9 +375,9 @@ func (s *Sizer) keep(c Container, st *DeviceState, sz int64, res *Result, log lo
 }
 
 // admitGrowth checks growth to want against the policy and records the intent, as one step
-// across every container, so that a burst cannot pass the over-commit bound together. grown is
-// the size dmsize grow asked (0 for a label).
-func (s *Sizer) admitGrowth(c Container, rec *Record, label string, grown, want, current, persisted int64, what string) error {
+// across every container, so that a burst cannot pass the over-commit bound together. want and
+// what are decide's answer to a.
+func (s *Sizer) admitGrowth(c Container, rec *Record, a ask, want int64, what string) error {
 	s.admit.Lock()
 	defer s.admit.Unlock()
 	poolData, err := s.admissible(c.ID, what, want)
@@ -385,12 +386,12 @@ func (s *Sizer) admitGrowth(c Container, rec *Record, label string, grown, want,
 	}
 	// Applied starts at what the container has: a growth is interrupted only once its size
 	// was persisted beyond it.
-	*rec = Record{ID: c.ID, Name: c.Name, Device: c.Device, DeviceID: c.DeviceID, Label: label, Grown: max(rec.Grown, grown),
-		Want: want, Applied: max(rec.Applied, current)}
+	*rec = Record{ID: c.ID, Name: c.Name, Device: c.Device, DeviceID: c.DeviceID, Label: a.Label, Grown: max(rec.Grown, a.Explicit),
+		Want: want, Applied: max(rec.Applied, a.Current)}
 	if err := s.Store.Put(*rec); err != nil {
 		return err
 	}
-	s.warnOvercommit(c, want, persisted, poolData)
+	s.warnOvercommit(c, want, a.Persisted, poolData)
 	return nil
 }
 
@@ -399,7 +400,7 @@ func (s *Sizer) admitGrowth(c Container, rec *Record, label string, grown, want,
 // returns. The caller holds admit.
 func (s *Sizer) admissible(id, what string, want int64) (int64, error) {
 	if s.Refuse != nil {
-		return 0, &Rejection{what, "not applied: " + s.Refuse.Error()}
+		return 0, &errs.Refusal{What: what, Reason: "not applied: " + s.Refuse.Error()}
 	}
 	poolData, err := s.Devices.PoolData()
 	if err != nil {
@@ -690,10 +691,4 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-// IsRejection says whether err is, or wraps, a *Rejection: the policy's answer, not a failure.
-func IsRejection(err error) bool {
-	var r *Rejection
-	return errors.As(err, &r)
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/dmsize/dmsize/kernel/errs"
 )
 
 // A stopped container is grown through the engine's mount before its first start, held, and
@@ -190,7 +192,7 @@ func TestFailureThenRetry(t *testing.T) {
 				if err == nil || res.Action != Failed {
 					t.Fatalf("%+v, %v", res, err)
 				}
-				if IsRejection(err) {
+				if errs.IsRefusal(err) {
 					t.Fatal("a transient failure reported as a rejection")
 				}
 				if rec, _ := r.s.Store.Get(c.ID); rec.Rejected != "" {
@@ -233,7 +235,7 @@ func TestRejections(t *testing.T) {
 		c := r.w.create(i+1, label(tc.label))
 		for j := 0; j < 2; j++ {
 			res, err := r.ensure(c.ID)
-			if !IsRejection(err) || res.Action != Rejected || !strings.Contains(err.Error(), tc.reason) {
+			if !errs.IsRefusal(err) || res.Action != Rejected || !strings.Contains(err.Error(), tc.reason) {
 				t.Fatalf("%s: %+v, %v", tc.label, res, err)
 			}
 		}
@@ -266,7 +268,7 @@ func TestPolicyLoweredAfterApplied(t *testing.T) {
 	}
 	// A label raised past the new maximum is refused; the container keeps 42G.
 	r.w.ctrs[c.ID].c.Labels = label("50G")
-	if _, err := r.ensure(c.ID); !IsRejection(err) {
+	if _, err := r.ensure(c.ID); !errs.IsRefusal(err) {
 		t.Fatalf("50G over MAX_SIZE=20G: %v", err)
 	}
 	r.w.stop(c.ID)
@@ -394,13 +396,13 @@ func TestRefuse(t *testing.T) {
 	r := newRig(t)
 	r.s.Refuse = errors.New("the engine runs without deferred device removal")
 	c := r.w.create(1, label("42G"))
-	if _, err := r.ensure(c.ID); !IsRejection(err) {
+	if _, err := r.ensure(c.ID); !errs.IsRefusal(err) {
 		t.Fatal(err)
 	}
 	if len(r.lines(logrus.WarnLevel, c.Name, "deferred device removal")) != 1 {
 		t.Fatal("no line naming the container")
 	}
-	if err := r.s.CheckNew("42G", 10*G); !IsRejection(err) {
+	if err := r.s.CheckNew("42G", 10*G); !errs.IsRefusal(err) {
 		t.Fatalf("strict mode's check let a growth through on such an engine: %v", err)
 	}
 }
@@ -551,7 +553,7 @@ func TestStrictModeHelpers(t *testing.T) {
 	if r.w.Holds() != 0 {
 		t.Fatalf("an Ensure after the release held the device again")
 	}
-	if _, err := r.s.Grow(context.Background(), c.ID, 50*G, false); !IsRejection(err) || !strings.Contains(err.Error(), "being removed") {
+	if _, err := r.s.Grow(context.Background(), c.ID, 50*G, false); !errs.IsRefusal(err) || !strings.Contains(err.Error(), "being removed") {
 		t.Fatalf("grow of a container being removed: %v", err)
 	}
 	// The removal failed: its Ensure is queued, and holds it again.
@@ -595,7 +597,7 @@ func TestNoHoldWhileRemoving(t *testing.T) {
 	if r.w.Holds() != 0 {
 		t.Fatalf("an Ensure held the device of a container the engine is removing")
 	}
-	if _, err := r.s.Grow(context.Background(), c.ID, 50*G, false); !IsRejection(err) || !strings.Contains(err.Error(), "being removed") {
+	if _, err := r.s.Grow(context.Background(), c.ID, 50*G, false); !errs.IsRefusal(err) || !strings.Contains(err.Error(), "being removed") {
 		t.Fatalf("grow of a container being removed: %v", err)
 	}
 	r.w.ctrs[c.ID].c.State = "dead" // the removal failed

@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/dmsize/dmsize/kernel/errs"
 	"github.com/dmsize/dmsize/size"
 )
 
@@ -54,10 +55,10 @@ func wantErr(t *testing.T, what string, err error, parts ...string) {
 	}
 }
 
-// wantRefusal fails unless err is a *Refusal saying each of parts.
+// wantRefusal fails unless err is an *errs.Refusal saying each of parts.
 func wantRefusal(t *testing.T, what string, err error, parts ...string) {
 	t.Helper()
-	var r *Refusal
+	var r *errs.Refusal
 	if !errors.As(err, &r) {
 		t.Fatalf("%s: %v (%T), want a refusal", what, err, err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/dmsize/dmsize/kernel/errs"
 	"github.com/dmsize/dmsize/size"
 )
 
@@ -336,19 +337,19 @@ func (v *Volumes) Grow(name string, newSize int64) (before int64, err error) {
 		return 0, fmt.Errorf("volume %s: %w", name, ErrNotFound)
 	}
 	if r.State != Ready {
-		return r.Size, refuse("volume %s is %s", name, r.State)
+		return r.Size, errs.Refuse("volume %s is %s", name, r.State)
 	}
 	newSize &^= 4095
 	switch {
 	case newSize < r.Size:
-		return r.Size, refuse("volume %s is %s; dmsize never shrinks a volume (asked %s)", name, size.Format(r.Size), size.Format(newSize))
+		return r.Size, errs.Refuse("volume %s is %s; dmsize never shrinks a volume (asked %s)", name, size.Format(r.Size), size.Format(newSize))
 	case newSize == r.Size:
 		return r.Size, nil
 	case v.cfg.MaxSize > 0 && newSize > v.cfg.MaxSize:
-		return r.Size, refuse("volume %s to %s: above the plugin's maximum %s (MAX_SIZE)", name, size.Format(newSize), size.Format(v.cfg.MaxSize))
+		return r.Size, &errs.Refusal{Setting: "MAX_SIZE", Reason: fmt.Sprintf("volume %s to %s: above the plugin's maximum %s (MAX_SIZE)", name, size.Format(newSize), size.Format(v.cfg.MaxSize))}
 	}
 	if err := v.canChange(); err != nil {
-		return r.Size, &Refusal{Msg: err.Error()}
+		return r.Size, &errs.Refusal{Reason: err.Error()}
 	}
 	before = r.Size
 	if r.GrowTo != newSize {

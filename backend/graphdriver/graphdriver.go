@@ -71,8 +71,8 @@ var ErrDeferredRemovalOff = errors.New("the engine runs without deferred device 
 // lets go only at the destroy event, after the engine's delete).
 var ErrDeferredDeletionOff = errors.New("the engine runs without deferred device deletion; dmsize needs it (add \"dm.use_deferred_deletion=true\" to storage-opts in /etc/docker/daemon.json and restart dockerd), or a held container could not be removed")
 
-// Refusal is why no container may grow on this engine, or nil.
-func Refusal(st engine.Storage) error {
+// WhyNotGrow is why no container may grow on this engine, or nil.
+func WhyNotGrow(st engine.Storage) error {
 	if !st.DeferredRemoval {
 		return ErrDeferredRemovalOff
 	}

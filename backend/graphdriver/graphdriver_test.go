@@ -88,7 +88,7 @@ func devNames(f *fakeDM) []string {
 	return l
 }
 
-func TestRefusal(t *testing.T) {
+func TestWhyNotGrow(t *testing.T) {
 	for _, c := range []struct {
 		removal, deletion bool
 		want              error
@@ -98,7 +98,7 @@ func TestRefusal(t *testing.T) {
 		{true, false, ErrDeferredDeletionOff},
 		{false, false, ErrDeferredRemovalOff},
 	} {
-		got := Refusal(engine.Storage{Driver: "devicemapper", DeferredRemoval: c.removal, DeferredDeletion: c.deletion})
+		got := WhyNotGrow(engine.Storage{Driver: "devicemapper", DeferredRemoval: c.removal, DeferredDeletion: c.deletion})
 		if got != c.want {
 			t.Errorf("removal %v, deletion %v: got %v, want %v", c.removal, c.deletion, got, c.want)
 		}

@@ -266,7 +266,7 @@ func TestGrowRefused(t *testing.T) {
 	f := newFake()
 	p := &Pool{Ctl: fake(t, f), Name: "pool", Dev: poolDev}
 	stall, err := p.Grow("c1", 5<<30)
-	var se *errs.ShrinkError
+	var se *errs.Refusal
 	if !errors.As(err, &se) || se.Current != 10<<30 || se.Requested != 5<<30 || stall != 0 {
 		t.Fatalf("%v %v", stall, err)
 	}

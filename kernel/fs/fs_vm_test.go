@@ -165,9 +165,9 @@ func TestVMPrivateNamespace(t *testing.T) {
 func wantShrink(t *testing.T, dev string, to, current int64) {
 	t.Helper()
 	res, err := Grow(dev, to)
-	var se *errs.ShrinkError
+	var se *errs.Refusal
 	if !errors.As(err, &se) || se.Current != current || se.Requested != to || se.What != "filesystem on "+dev {
-		t.Fatalf("Grow(%d) = %+v, %v; want a ShrinkError from %d", to, res, err, current)
+		t.Fatalf("Grow(%d) = %+v, %v; want a shrink Refusal from %d", to, res, err, current)
 	}
 	if res.After != current {
 		t.Fatalf("refused shrink: Result %+v", res)

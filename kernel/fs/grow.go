@@ -11,7 +11,7 @@ import (
 )
 
 // grower grows the filesystem on dev, mounted at root, to newSize bytes, and reports its size
-// before and after. It refuses to shrink with an *errs.ShrinkError.
+// before and after. It refuses to shrink with an *errs.Refusal.
 type grower func(dev string, root *os.File, newSize int64) (before, after int64, err error)
 
 var growers = map[Type]grower{Ext4: growExt4, XFS: growXFS}
@@ -19,7 +19,7 @@ var growers = map[Type]grower{Ext4: growExt4, XFS: growXFS}
 // Grow grows the filesystem on block device dev online to fill newSize bytes (normally the
 // device's new size, rounded down to whole filesystem blocks). A filesystem mounted in this
 // mount namespace is grown where it is; otherwise Grow mounts it in a private namespace for the
-// duration. It never shrinks: a smaller newSize returns an *errs.ShrinkError and changes nothing.
+// duration. It never shrinks: a smaller newSize returns an *errs.Refusal and changes nothing.
 // The same size is a no-op.
 func Grow(dev string, newSize int64) (Result, error) {
 	start := time.Now()
@@ -82,12 +82,12 @@ func grow(dev string, newSize int64) (Result, error) {
 }
 
 // checkGrow is the one place of the never-shrink rule: growing the filesystem on dev of
-// blocks blocks of blockSize bytes to newSize bytes is refused with an *errs.ShrinkError if
+// blocks blocks of blockSize bytes to newSize bytes is refused with an *errs.Refusal if
 // it would shrink it, and unchanged when it would keep its block count.
 func checkGrow(dev string, blockSize uint32, blocks uint64, newSize int64) (unchanged bool, err error) {
 	newBlocks := uint64(newSize) / uint64(blockSize)
 	if newBlocks < blocks {
-		return false, &errs.ShrinkError{What: "filesystem on " + dev, Current: int64(blocks) * int64(blockSize), Requested: newSize}
+		return false, errs.Shrink("filesystem on "+dev, int64(blocks)*int64(blockSize), newSize)
 	}
 	return newBlocks == blocks, nil
 }

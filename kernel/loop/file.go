@@ -9,7 +9,7 @@ import (
 
 // GrowFile makes the file at path newSize bytes long. The new tail is a hole, so it costs no
 // space until written. Growing to the current size does nothing; shrinking is refused with an
-// *errs.ShrinkError and the file left as it was.
+// *errs.Refusal and the file left as it was.
 func GrowFile(path string, newSize int64) error {
 	if newSize < 0 {
 		return fmt.Errorf("grow %s: negative size %d", path, newSize)
@@ -29,7 +29,7 @@ func GrowFile(path string, newSize int64) error {
 	cur := fi.Size()
 	switch {
 	case newSize < cur:
-		return &errs.ShrinkError{What: "file " + path, Current: cur, Requested: newSize}
+		return errs.Shrink("file "+path, cur, newSize)
 	case newSize == cur:
 		return nil
 	}

@@ -54,12 +54,12 @@ func TestGrowFile(t *testing.T) {
 func TestGrowFileRefusesToShrink(t *testing.T) {
 	p := sparseFile(t, 3<<30)
 	err := GrowFile(p, 1<<30)
-	var se *errs.ShrinkError
+	var se *errs.Refusal
 	if !errors.As(err, &se) {
-		t.Fatalf("GrowFile smaller = %v, want a *errs.ShrinkError", err)
+		t.Fatalf("GrowFile smaller = %v, want a *errs.Refusal", err)
 	}
 	if se.Current != 3<<30 || se.Requested != 1<<30 || se.What != "file "+p {
-		t.Fatalf("ShrinkError = %+v", se)
+		t.Fatalf("Refusal = %+v", se)
 	}
 	want := "refusing to shrink file " + p + " from 3221225472 to 1073741824 bytes (3.00 GiB to 1.00 GiB)"
 	if err.Error() != want {

@@ -65,7 +65,7 @@ func TestVMFindGrowRefresh(t *testing.T) {
 	}
 
 	err = GrowFile(file, 100*mib)
-	var se *errs.ShrinkError
+	var se *errs.Refusal
 	if !errors.As(err, &se) || se.Current != 128*mib || se.Requested != 100*mib {
 		t.Fatalf("GrowFile smaller = %v; want a shrink Refusal from 128 to 100 MiB", err)
 	}

@@ -55,7 +55,7 @@ func CheckDevice(c Mapper, name string, pool dm.Dev) (dm.ThinTable, uint64, erro
 }
 
 // GrowDevice makes thin device name newSize bytes long (rounded down to sectors). Growing to
-// the current size does nothing; a smaller size is refused with *errs.ShrinkError. The device
+// the current size does nothing; a smaller size is refused with *errs.Refusal. The device
 // must be a thin device of pool. On a failed resume the new table is dropped and the device is
 // left resumed at its old size.
 func GrowDevice(c Mapper, name string, pool dm.Dev, newSize int64) (Grown, error) {
@@ -67,7 +67,7 @@ func GrowDevice(c Mapper, name string, pool dm.Dev, newSize int64) (Grown, error
 	g := Grown{Name: name, Before: int64(cur) * size.Sector, After: int64(cur) * size.Sector}
 	switch {
 	case want < cur:
-		return g, &errs.ShrinkError{What: "thin device " + name, Current: g.Before, Requested: int64(want) * size.Sector}
+		return g, errs.Shrink("thin device "+name, g.Before, int64(want)*size.Sector)
 	case want == cur:
 		return g, nil
 	}

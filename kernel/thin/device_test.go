@@ -150,7 +150,7 @@ func TestGrowDeviceRefusals(t *testing.T) {
 			}
 		})
 	}
-	var se *errs.ShrinkError
+	var se *errs.Refusal
 	_, err := GrowDevice(thinFake(), "c1", pool, 1<<30)
 	if !errors.As(err, &se) || se.Current != 10<<30 || se.Requested != 1<<30 {
 		t.Fatalf("shrink error %#v", err)
@@ -234,7 +234,7 @@ func TestReloadPoolKeepsParameters(t *testing.T) {
 	if used, total := r.Before.MetaBytes(); used != 3305*4096 || total != 32768*4096 {
 		t.Fatalf("meta bytes %d/%d", used, total)
 	}
-	var se *errs.ShrinkError
+	var se *errs.Refusal
 	if _, err := ReloadPool(poolFake(), "pool", 100); !errors.As(err, &se) {
 		t.Fatalf("shrinking a pool: %v", err)
 	}

@@ -42,7 +42,7 @@ func GrowLoopPool(c Mapper, pool, dataFile string, dataSize int64, metaFile stri
 			return Reloaded{Before: p}, err
 		}
 		if f.what == "data" && f.plan/size.Sector < int64(p.Length) {
-			return Reloaded{Before: p}, &errs.ShrinkError{What: "thin pool " + pool + " data", Current: int64(p.Length) * size.Sector, Requested: f.plan}
+			return Reloaded{Before: p}, errs.Shrink("thin pool "+pool+" data", int64(p.Length)*size.Sector, f.plan)
 		}
 		st, err := os.Stat(f.path)
 		if err != nil {

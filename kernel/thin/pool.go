@@ -90,7 +90,7 @@ func ReloadPool(c Mapper, pool string, newLength uint64) (Reloaded, error) {
 	}
 	r := Reloaded{Before: before}
 	if newLength < before.Length {
-		return r, &errs.ShrinkError{What: "thin pool " + pool, Current: int64(before.Length) * size.Sector, Requested: int64(newLength) * size.Sector}
+		return r, errs.Shrink("thin pool "+pool, int64(before.Length)*size.Sector, int64(newLength)*size.Sector)
 	}
 	if before.Status.Fail || before.Status.NeedsCheck {
 		return r, fmt.Errorf("thin: pool %s is failed or needs a check (status %+v); not reloading it", pool, before.Status)

@@ -101,9 +101,9 @@ func TestRefuseShrink(t *testing.T) {
 	tableBefore := vmfixture.Sh(t, "dmsetup", "table", name)
 
 	_, err := GrowDevice(c, name, poolDev(t, p), 1*GiB)
-	var se *errs.ShrinkError
+	var se *errs.Refusal
 	if !errors.As(err, &se) || se.Current != 2*GiB || se.Requested != 1*GiB {
-		t.Fatalf("GrowDevice to 1 GiB: %v, want a ShrinkError 2 GiB -> 1 GiB", err)
+		t.Fatalf("GrowDevice to 1 GiB: %v, want a shrink Refusal 2 GiB -> 1 GiB", err)
 	}
 	if !strings.Contains(err.Error(), name) {
 		t.Fatalf("error %q does not name the device", err)
@@ -113,7 +113,7 @@ func TestRefuseShrink(t *testing.T) {
 	}
 	_, err = fs.Grow(dev, 1*GiB)
 	if !errors.As(err, &se) {
-		t.Fatalf("fs.Grow to 1 GiB: %v, want a ShrinkError", err)
+		t.Fatalf("fs.Grow to 1 GiB: %v, want a shrink Refusal", err)
 	}
 	// Growing to the current size is a no-op, not an error.
 	if g, err := GrowDevice(c, name, poolDev(t, p), 2*GiB); err != nil || g.After != 2*GiB || g.Stall != 0 {
@@ -180,7 +180,7 @@ func TestGrowLoopPoolOnline(t *testing.T) {
 		t.Fatalf("repeating the grow: %v", err)
 	}
 	// Shrinking is refused before anything is touched.
-	var se *errs.ShrinkError
+	var se *errs.Refusal
 	if _, err := GrowLoopPool(c, p.Name, p.DataFile, 1*GiB, "", 0); !errors.As(err, &se) {
 		t.Fatalf("shrinking the pool: %v", err)
 	}
