@@ -8,6 +8,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dmsize/dmsize/kernel/ioc"
 )
 
 // The dm ioctl ABI of include/uapi/linux/dm-ioctl.h, encoded by hand so the layout is explicit
@@ -68,11 +70,8 @@ const (
 	flagDeferredRemove  = 1 << 17
 )
 
-// ioctlNumber is _IOWR(0xfd, cmd, struct dm_ioctl). Read|write is 3<<30 with the generic
-// encoding and 6<<29 on powerpc, mips and sparc: the same bits, so one formula serves all.
-func ioctlNumber(cmd uintptr) uintptr {
-	return 3<<30 | headerSize<<16 | 0xfd<<8 | cmd
-}
+// ioctlNumber is _IOWR(0xfd, cmd, struct dm_ioctl).
+func ioctlNumber(cmd uintptr) uintptr { return ioc.IOWR(0xfd, cmd, headerSize) }
 
 var ne = binary.NativeEndian
 
