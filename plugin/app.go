@@ -196,10 +196,12 @@ func (a *app) run(ctx context.Context) {
 	reportKernel(a.log, ctl)
 	backend, st, refuse, log := wireBackend(a, ctl, st)
 	if backend == nil {
+		ctl.Close()
 		return
 	}
 	store, err := sizer.OpenStore(a.cfg.StateDir, log)
 	if err != nil {
+		ctl.Close()
 		a.giveUp(log, err, "opening the state directory; dmsize does nothing")
 		return
 	}

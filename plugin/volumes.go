@@ -15,7 +15,6 @@ import (
 	"github.com/docker/go-plugins-helpers/sdk"
 	"github.com/docker/go-plugins-helpers/volume"
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sys/unix"
 
 	"github.com/dmsize/dmsize/controlapi"
 	"github.com/dmsize/dmsize/engine"
@@ -47,10 +46,13 @@ var _ volume.Driver = (*volumeDriver)(nil)
 // dockerd: dockerd asks for volumes (Get) before containers start.
 func openVolumes(cfg config, log logrus.FieldLogger) *volumeDriver {
 	d := &volumeDriver{log: log, timeout: 10 * time.Second}
-	if eng, err := engine.New(cfg.DockerHost); err == nil {
-		d.eng = eng
+	eng, err := engine.New(cfg.DockerHost)
+	if err != nil {
+		// Remove then refuses what it cannot check: a volume a running container uses.
+		log.WithError(err).Error("volumes: no client of the engine's API; docker volume rm of a mounted volume is refused until the plugin restarts")
 	}
-	err := func() error {
+	d.eng = eng
+	err = func() error {
 		ctl, err := openDM()
 		if err != nil {
 			return err
@@ -135,7 +137,7 @@ func (d *volumeDriver) Remove(r *volume.RemoveRequest) error {
 	}
 	inUse := func(name string) (bool, error) {
 		if d.eng == nil {
-			return true, errors.New("no engine client")
+			return true, errors.New("no client of the engine's API (see the plugin's log)")
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
 		defer cancel()
@@ -288,10 +290,8 @@ func volumeOf(v *vol.Volumes, r vol.Record) controlapi.Volume {
 	}
 	cv := controlapi.Volume{Name: r.Name, SizeBytes: r.Size, FS: r.FS, State: string(r.State), Device: dev,
 		Mounts: len(r.Mounts), Created: r.Created.Format(time.RFC3339)}
-	var fs unix.Statfs_t
-	if len(r.Mounts) > 0 && unix.Statfs(v.Path(r.Name), &fs) == nil {
-		cv.FSSizeBytes = int64(fs.Blocks) * fs.Bsize
-		cv.FSUsedBytes = int64(fs.Blocks-fs.Bfree) * fs.Bsize
+	if len(r.Mounts) > 0 {
+		cv.FSSizeBytes, cv.FSUsedBytes, _ = v.Usage(r.Name)
 	}
 	return cv
 }

@@ -83,7 +83,7 @@ func TestVolumeDriverLifecycle(t *testing.T) {
 	}
 
 	err = d.Remove(&volume.RemoveRequest{Name: "data"})
-	if err == nil || err.Error() != "dmsize: volume data is mounted for 1 containers, and asking the engine whether they still exist failed: no engine client" {
+	if err == nil || err.Error() != "dmsize: volume data is mounted for 1 containers, and asking the engine whether they still exist failed: no client of the engine's API (see the plugin's log)" {
 		t.Fatalf("remove without an engine: %v", err)
 	}
 	d.eng = engineFor(t, docker)

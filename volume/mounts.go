@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // unmountCopies unmounts every mount of r's device dev in the plugin's namespace but keep
@@ -180,3 +181,18 @@ func (v *Volumes) forgetMounts(name string, ids []string) bool {
 
 // Path is where volume name is mounted (whether or not it is now).
 func (v *Volumes) Path(name string) string { return v.mountPoint(name) }
+
+// Usage is the size of volume name's filesystem and the bytes used in it, read where it is
+// mounted. ok is false when nothing is mounted there: a statfs of the bare directory would
+// answer for the filesystem under it.
+func (v *Volumes) Usage(name string) (size, used int64, ok bool) {
+	dir := v.mountPoint(name)
+	if m, err := v.fs.Mounted(dir); err != nil || !m {
+		return 0, 0, false
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, 0, false
+	}
+	return int64(st.Blocks) * st.Bsize, int64(st.Blocks-st.Bfree) * st.Bsize, true
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
+	"golang.org/x/sys/unix"
 )
 
 // fakeKernel is a thin pool, its devices, the filesystems on them and the mount table: what
@@ -608,5 +610,35 @@ func TestOvercommitWarns(t *testing.T) {
 	e := hook.LastEntry()
 	if e == nil || e.Level != logrus.WarnLevel || e.Message != "WARNING: volume b: sum of all thin volume sizes (4GiB) exceeds the size of the volume pool (3GiB): 1.33× over-committed; the pool guard and the metrics are what keep it from filling" {
 		t.Fatalf("last log entry: %+v", e)
+	}
+}
+
+// Usage reads the filesystem only where the volume is mounted: its directory alone would
+// answer for the filesystem under it.
+func TestUsageOnlyWhereMounted(t *testing.T) {
+	k := newKernel()
+	v := open(t, t.TempDir(), k, nil)
+	if err := v.Create("data", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(v.Path("data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if sz, used, ok := v.Usage("data"); ok || sz != 0 || used != 0 {
+		t.Fatalf("not mounted: Usage = %d, %d, %v", sz, used, ok)
+	}
+	if _, err := v.Mount("data", "m1"); err != nil {
+		t.Fatal(err)
+	}
+	// The fake kernel mounts nothing: the directory's own filesystem stands in for the volume's.
+	var st unix.Statfs_t
+	if err := unix.Statfs(v.Path("data"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if sz, used, ok := v.Usage("data"); !ok || sz != int64(st.Blocks)*st.Bsize || used < 0 || used > sz {
+		t.Fatalf("mounted: Usage = %d, %d, %v; statfs says %d bytes", sz, used, ok, int64(st.Blocks)*st.Bsize)
+	}
+	if _, _, ok := v.Usage("nothing"); ok {
+		t.Fatal("an unknown volume has a usage")
 	}
 }

@@ -69,9 +69,9 @@ func OpenPath(path string) (*Control, error) {
 	return c, nil
 }
 
-// Close closes the control device.
+// Close closes the control device. On a nil Control (never opened) it does nothing.
 func (c *Control) Close() error {
-	if c.closing.Swap(true) {
+	if c == nil || c.closing.Swap(true) {
 		return nil
 	}
 	var one [8]byte
