@@ -32,6 +32,9 @@ type fakeDM struct {
 	fail   map[string]error  // call -> error
 	calls  []string
 	minor  uint32 // the last minor number given out
+	// after, if set, sees each call once its answer is chosen (a test changes the kernel
+	// between calls with it: another opener closes, a busy device becomes free).
+	after func(call string)
 }
 
 var _ deviceControl = (*fakeDM)(nil)
@@ -52,7 +55,11 @@ func (f *fakeDM) add(name string) {
 
 func (f *fakeDM) call(c string) error {
 	f.calls = append(f.calls, c)
-	return f.fail[c]
+	err := f.fail[c]
+	if f.after != nil {
+		f.after(c)
+	}
+	return err
 }
 
 func (f *fakeDM) notFound(op, name string) error {

@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/dmsize/dmsize/backend/thinpool"
 	"github.com/dmsize/dmsize/engine"
@@ -185,26 +187,58 @@ func (b *Backend) Hold(name string) error {
 }
 
 // Release lets go of a held device. If the engine has asked for the device's removal (at the
-// container's stop, deferred because dmsize held it) and dmsize is its only opener, Release
-// completes that removal itself, synchronously. Left to the kernel, the removal runs on a work
-// queue that drops the device's name before it closes the thin device in the pool: an engine
-// delete in between fails with EBUSY and the engine marks the device for deferred deletion
-// (seen in the VM, strict mode's `docker rm`). Cancelling the deferral before the close and
-// removing after it has no such window. If anything opened the device meanwhile, the deferred
-// removal is asked for again, as the engine left it.
+// container's stop, deferred because dmsize held it), Release completes that removal itself,
+// synchronously. Left to the kernel, the removal runs on a work queue after the last close,
+// and drops the device's name before it closes the thin device in the pool: an engine delete
+// in between fails with EBUSY, and the engine marks the device for deferred deletion (seen in
+// the VM, strict mode's `docker rm`). Cancelling the deferral before the close and removing
+// after it has no such window. Another opener (udev probes a device after each change, and
+// dmsize's raw ioctls do not wait for it as libdevmapper does) would start that work queue at
+// its close: Release waits for it first, and retries its removal while one comes and goes,
+// for releaseWait at most. Past that, the deferred removal is given back, as the engine left it.
 func (b *Backend) Release(name string) bool {
 	info, err := b.ctl.Info(name)
-	finish := err == nil && info.DeferredRemove && info.OpenCount == 1 && b.holds.Held(name) &&
-		b.ctl.CancelDeferredRemove(name) == nil
-	held := b.holds.Release(name)
-	if finish {
-		if err := b.ctl.Remove(name, false); err != nil && !errors.Is(err, dm.ErrNotFound) {
-			if err := b.ctl.Remove(name, true); err != nil && !errors.Is(err, dm.ErrNotFound) {
-				b.Log.WithError(err).WithField("device", name).Warn("the engine asked for this device's removal; giving it back its deferred removal failed")
-			}
+	if err != nil || !info.DeferredRemove || !b.holds.Held(name) {
+		return b.holds.Release(name)
+	}
+	deadline := time.Now().Add(releaseWait)
+	for info.OpenCount > 1 && time.Now().Before(deadline) {
+		time.Sleep(releasePoll)
+		if info, err = b.ctl.Info(name); err != nil {
+			return b.holds.Release(name)
 		}
 	}
+	finish := info.DeferredRemove && info.OpenCount == 1 && b.ctl.CancelDeferredRemove(name) == nil
+	held := b.holds.Release(name)
+	if finish {
+		b.removeReleased(name, deadline)
+	}
 	return held
+}
+
+// How long Release waits for other openers of a device the engine asked to remove, and how
+// often it looks.
+var (
+	releaseWait = 5 * time.Second
+	releasePoll = 10 * time.Millisecond
+)
+
+// removeReleased removes the device Release just closed, retrying while another opener has it
+// (until deadline), or gives it back the deferred removal the engine asked for.
+func (b *Backend) removeReleased(name string, deadline time.Time) {
+	for {
+		err := b.ctl.Remove(name, false)
+		if err == nil || errors.Is(err, dm.ErrNotFound) {
+			return
+		}
+		if !errors.Is(err, unix.EBUSY) || !time.Now().Before(deadline) {
+			break
+		}
+		time.Sleep(releasePoll)
+	}
+	if err := b.ctl.Remove(name, true); err != nil && !errors.Is(err, dm.ErrNotFound) {
+		b.Log.WithError(err).WithField("device", name).Warn("the engine asked for this device's removal; giving it back its deferred removal failed")
+	}
 }
 
 // Held tells whether dmsize holds the device.

@@ -347,6 +347,8 @@ func TestRelease(t *testing.T) {
 		exists   bool // the device is still there after
 		deferAft bool // with a deferred removal
 		warn     bool
+		wait     time.Duration                // releaseWait
+		after    func(f *fakeDM, call string) // fakeDM.after
 	}{
 		{name: "the engine asked for removal", held: true, deferred: true, opens: 1, want: true,
 			calls: []string{"info " + device, "cancel-deferred " + device, "remove " + device}},
@@ -365,6 +367,29 @@ func TestRelease(t *testing.T) {
 			calls: []string{"info " + device, "cancel-deferred " + device, "remove " + device}, exists: true},
 		{name: "removed before the deferral", held: true, deferred: true, opens: 1, want: true, fail: map[string]error{"remove " + device: busy, "remove --deferred " + device: gone},
 			calls: []string{"info " + device, "cancel-deferred " + device, "remove " + device, "remove --deferred " + device}, exists: true},
+		{name: "the other opener closes", held: true, deferred: true, opens: 2, want: true, wait: time.Minute,
+			after: func(f *fakeDM, call string) {
+				if n := count(f.calls, call); call == "info "+device && n == 3 {
+					i := f.devs[device]
+					i.OpenCount = 1
+					f.devs[device] = i
+				}
+			},
+			calls: []string{"info " + device, "info " + device, "info " + device, "cancel-deferred " + device, "remove " + device}},
+		{name: "an opener comes and goes", held: true, deferred: true, opens: 1, want: true, wait: time.Minute, fail: map[string]error{"remove " + device: busy},
+			after: func(f *fakeDM, call string) {
+				if call == "remove "+device && count(f.calls, call) == 2 {
+					delete(f.fail, call)
+				}
+			},
+			calls: []string{"info " + device, "cancel-deferred " + device, "remove " + device, "remove " + device, "remove " + device}},
+		{name: "the device vanishes while another opener has it", held: true, deferred: true, opens: 2, want: true, wait: time.Minute,
+			after: func(f *fakeDM, call string) {
+				if call == "info "+device && count(f.calls, call) == 2 {
+					delete(f.devs, device)
+				}
+			},
+			calls: []string{"info " + device, "info " + device}},
 		{name: "deferral not given back", held: true, deferred: true, opens: 1, want: true, fail: map[string]error{"remove " + device: busy, "remove --deferred " + device: busy},
 			calls: []string{"info " + device, "cancel-deferred " + device, "remove " + device, "remove --deferred " + device}, exists: true, warn: true},
 	} {
@@ -389,6 +414,11 @@ func TestRelease(t *testing.T) {
 			}
 			f.calls = nil
 			f.fail = c.fail
+			set(t, &releaseWait, c.wait)
+			set(t, &releasePoll, 0)
+			if c.after != nil {
+				f.after = func(call string) { c.after(f, call) }
+			}
 
 			if got := b.Release(device); got != c.want {
 				t.Errorf("Release: %v, want %v", got, c.want)
@@ -420,4 +450,15 @@ func TestRelease(t *testing.T) {
 			}
 		})
 	}
+}
+
+// count is how many times call is in calls.
+func count(calls []string, call string) int {
+	n := 0
+	for _, c := range calls {
+		if c == call {
+			n++
+		}
+	}
+	return n
 }
