@@ -1,0 +1,10 @@
+// Package migrate moves the engine's loop-lvm thin pool onto LVM (`dmsize pool migrate`)
+// without losing a container, an image or a volume: the blocks the pool's metadata maps are
+// copied to the same block numbers on a plain LV, the metadata as the kernel wrote it, and
+// LVM adopts the pool (docs/research/pool-migration.md has the design and its sources).
+//
+// This package holds the decisions, as pure functions with their own tests: what thin_dump
+// says of the frozen metadata (dump.go), which data blocks to copy (the union of every
+// device's mappings, coalesced), and the plan: whether the move may start and what it makes
+// (plan.go). The step machine that carries the plan out comes next.
+package migrate
