@@ -104,3 +104,23 @@ func TestBeyond(t *testing.T) {
 		t.Fatalf("ext4 Beyond(4.3) = %q", got)
 	}
 }
+
+// An older mkfs.xfs refuses the options of features it does not know: xfsOptions leaves out
+// what the version printed predates, and keeps everything else in place.
+func TestXFSOptionsFollowTheVersion(t *testing.T) {
+	full := strings.Join(mkfs[XFS], " ")
+	for _, tc := range []struct{ version, want string }{
+		{"mkfs.xfs version 6.1.0\n", full},
+		{"mkfs.xfs version 5.19.0\n", full},
+		{"mkfs.xfs version 5.10.0\n", strings.Replace(full, "sparse=1,nrext64=0", "sparse=1", 1)},
+		{"mkfs.xfs version 4.20.0\n", strings.NewReplacer(",bigtime=0,inobtcount=0", "", "sparse=1,nrext64=0", "sparse=1").Replace(full)},
+		{"something else", full},
+	} {
+		if got := strings.Join(xfsOptions(tc.version), " "); got != tc.want {
+			t.Errorf("%q:\n got %s\nwant %s", tc.version, got, tc.want)
+		}
+	}
+	if strings.Join(mkfs[XFS], " ") != full {
+		t.Fatal("xfsOptions changed the table")
+	}
+}

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // On-disk superblock layout, from the ext4 and xfs format documentation.
@@ -35,7 +38,10 @@ const (
 // file). Any ext2/3/4 filesystem reports Ext4.
 //
 // The read goes through the page cache, which a mounted ext4 shares: it sees a resize at once.
-// A mounted xfs does not write through that cache, so its size is better asked of the kernel.
+// XFS never writes through that cache, so a page read before an XFS change can outlive it
+// while anything keeps the device open (Linux 5.10 showed a grown, unmounted XFS at its old
+// size): an XFS superblock is read again past the cache, where the device allows it. A mounted
+// xfs's size is better asked of the kernel.
 func ReadSuper(dev string) (Super, error) {
 	f, err := os.Open(dev)
 	if err != nil {
@@ -47,7 +53,41 @@ func ReadSuper(dev string) (Super, error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return Super{}, fmt.Errorf("read superblock of %s: %w", dev, err)
 	}
-	return parseSuper(dev, b[:n])
+	sb, err := parseSuper(dev, b[:n])
+	if err != nil || sb.Type != XFS {
+		return sb, err
+	}
+	if direct, ok := readDirect(dev, superReadLen); ok {
+		return parseSuper(dev, direct)
+	}
+	return sb, nil
+}
+
+// directAlign is the alignment O_DIRECT asks of offsets, lengths and buffers: 4096 serves every
+// logical block size.
+const directAlign = 4096
+
+// readDirect reads the first n bytes of dev past the page cache (O_DIRECT). ok is false where
+// the file refuses O_DIRECT (tmpfs, some filesystems' image files) or the read fails: the
+// caller keeps what it read through the cache.
+func readDirect(dev string, n int) ([]byte, bool) {
+	f, err := os.OpenFile(dev, os.O_RDONLY|unix.O_DIRECT, 0)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	size := (n + directAlign - 1) / directAlign * directAlign
+	raw := make([]byte, size+directAlign)
+	off := 0
+	if r := int(uintptr(unsafe.Pointer(&raw[0])) % directAlign); r != 0 {
+		off = directAlign - r
+	}
+	b := raw[off : off+size]
+	got, err := f.ReadAt(b, 0)
+	if got < n || err != nil && !errors.Is(err, io.EOF) {
+		return nil, false
+	}
+	return b[:n], true
 }
 
 func parseSuper(dev string, b []byte) (Super, error) {

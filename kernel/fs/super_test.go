@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // The images in testdata are the first 64 KiB of filesystems made with e2fsprogs 1.47.0 and
@@ -154,5 +156,34 @@ func TestParseSuperShortBuffersDoNotPanic(t *testing.T) {
 	b := image(t, "ext4-64bit-4k")
 	for n := 0; n <= len(b) && n <= superReadLen+8; n++ {
 		parseSuper("x", bytes.Clone(b[:n]))
+	}
+}
+
+// readDirect reads what a buffered read does, from an aligned buffer, where the file allows
+// O_DIRECT; where it does not, it says so and the caller keeps its buffered read.
+func TestReadDirect(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "img")
+	want := make([]byte, 3*directAlign)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(path, want, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := readDirect(path, superReadLen)
+	if !ok {
+		f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT, 0)
+		if err == nil {
+			f.Close()
+			t.Fatal("readDirect failed on a file that opens with O_DIRECT")
+		}
+		t.Logf("this filesystem refuses O_DIRECT (%v): readDirect said so", err)
+		return
+	}
+	if !bytes.Equal(got, want[:superReadLen]) {
+		t.Fatal("readDirect read other bytes than the file has")
+	}
+	if _, ok := readDirect(filepath.Join(t.TempDir(), "none"), superReadLen); ok {
+		t.Fatal("readDirect of a missing file: ok")
 	}
 }
