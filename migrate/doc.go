@@ -6,5 +6,6 @@
 // This package holds the decisions, as pure functions with their own tests: what thin_dump
 // says of the frozen metadata (dump.go), which data blocks to copy (the union of every
 // device's mappings, coalesced), and the plan: whether the move may start and what it makes
-// (plan.go). The step machine that carries the plan out comes next.
+// (plan.go); and the copy itself, with its checkpoints and per-range hashes, and the re-read that
+// checks them (copy.go). The step machine that carries the plan out comes next.
 package migrate
