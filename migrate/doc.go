@@ -7,5 +7,7 @@
 // says of the frozen metadata (dump.go), which data blocks to copy (the union of every
 // device's mappings, coalesced), and the plan: whether the move may start and what it makes
 // (plan.go); and the copy itself, with its checkpoints and per-range hashes, and the re-read that
-// checks them (copy.go). The step machine that carries the plan out comes next.
+// checks them (copy.go); and the journalled step machine that runs a step table forward or
+// back, so that a kill at any point is continued or undone by the next run (journal.go). The
+// step table itself (the LVM commands, the engine's daemon.json) and the command come next.
 package migrate
