@@ -3,7 +3,9 @@
 // copied to the same block numbers on a plain LV, the metadata as the kernel wrote it, and
 // LVM adopts the pool (docs/research/pool-migration.md has the design and its sources).
 //
-// This package holds the decisions, as pure functions with their own tests: what thin_dump
+// This package holds what migrate reads of the stopped engine, never writing it (source.go:
+// the loop files, the metadata superblock, thin_check and thin_dump, the engine's records,
+// daemon.json); the decisions, as pure functions with their own tests: what thin_dump
 // says of the frozen metadata (dump.go), which data blocks to copy (the union of every
 // device's mappings, coalesced), and the plan: whether the move may start and what it makes
 // (plan.go); and the copy itself, with its checkpoints and per-range hashes, and the re-read that

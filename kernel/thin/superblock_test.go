@@ -30,6 +30,18 @@ func TestReadSuperblock(t *testing.T) {
 	}
 }
 
+// testdata/superblock-tid7-held97.bin is the same with a held root at block 97, its checksum
+// made again (what the kernel writes while a metadata snapshot is held).
+func TestReadSuperblockHeldRootFixture(t *testing.T) {
+	b, err := os.ReadFile("testdata/superblock-tid7-held97.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb, err := ReadSuperblock(bytes.NewReader(b)); err != nil || sb.HeldRoot != 97 || sb.Transaction != 7 {
+		t.Fatalf("ReadSuperblock = %+v, %v", sb, err)
+	}
+}
+
 // A held root and needs_check, as the kernel writes them (with the checksum made again).
 func TestReadSuperblockHeldRootAndNeedsCheck(t *testing.T) {
 	b := fixture(t)
