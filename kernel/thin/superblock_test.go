@@ -2,8 +2,8 @@ package thin
 
 import (
 	"bytes"
+	_ "embed"
 	"encoding/binary"
-	"os"
 	"strings"
 	"testing"
 )
@@ -11,13 +11,17 @@ import (
 // testdata/superblock-tid7.bin is the first block of metadata that thin_restore
 // (thin-provisioning-tools 0.9.0) wrote from XML with transaction 7, 64 KiB data blocks, in a
 // 4 MiB file; thin_check passed on it.
+// The fixtures are embedded: the VM runs this package's test binary without its source tree.
+//
+//go:embed testdata/superblock-tid7.bin
+var tid7 []byte
+
+//go:embed testdata/superblock-tid7-held97.bin
+var tid7Held97 []byte
+
 func fixture(t *testing.T) []byte {
 	t.Helper()
-	b, err := os.ReadFile("testdata/superblock-tid7.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return bytes.Clone(tid7)
 }
 
 func TestReadSuperblock(t *testing.T) {
@@ -33,11 +37,7 @@ func TestReadSuperblock(t *testing.T) {
 // testdata/superblock-tid7-held97.bin is the same with a held root at block 97, its checksum
 // made again (what the kernel writes while a metadata snapshot is held).
 func TestReadSuperblockHeldRootFixture(t *testing.T) {
-	b, err := os.ReadFile("testdata/superblock-tid7-held97.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sb, err := ReadSuperblock(bytes.NewReader(b)); err != nil || sb.HeldRoot != 97 || sb.Transaction != 7 {
+	if sb, err := ReadSuperblock(bytes.NewReader(tid7Held97)); err != nil || sb.HeldRoot != 97 || sb.Transaction != 7 {
 		t.Fatalf("ReadSuperblock = %+v, %v", sb, err)
 	}
 }
